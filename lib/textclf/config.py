@@ -1,0 +1,231 @@
+"""One typed config object: Hydra-composed YAML groups under `config/`, validated by dataclasses.
+
+The same parser serves Metaflow (`Config(..., parser="textclf.config.parse")`, so decorators such
+as `@resources(gpu=...)` read it at deploy time), the CLI, notebooks and tests.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = Path(os.environ.get("TEXTCLF_CONFIG_DIR", PROJECT_ROOT / "config"))
+
+
+class ConfigError(ValueError):
+    """A config that cannot be composed or does not fit the schema."""
+
+
+@dataclass
+class CleanConfig:
+    unicode_form: str = "NFKC"
+    lowercase: bool = False
+    urls: str = "keep"  # keep | replace | remove
+    mentions: str = "keep"  # keep | replace | remove
+    html: str = "strip"  # strip | keep
+
+
+@dataclass
+class DaskConfig:
+    scheduler_address: str | None = None  # an existing cluster; None starts a LocalCluster
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    kubernetes: bool = False
+    image: str = "${oc.env:TEXTCLF_IMAGE,textclf:latest}"
+    worker_cpu: int = 2
+    worker_memory: str = "4Gi"
+    partition_rows: int = 50_000
+
+
+@dataclass
+class DataConfig:
+    source: str | None = MISSING  # one source split automatically; or train/val/test below
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    revision: str | None = None  # DVC revision for dvc:// sources
+    format: str | None = None  # csv | tsv | jsonl | parquet; None: from the extension
+    text_column: str = "text"
+    label_column: str = "label"
+    multi_label: bool = False
+    label_delimiter: str = "|"
+    labels: list[str] | None = None  # declared label set; others are an error
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    min_count: int = 2
+    max_bad_fraction: float = 0.01  # isolated bad rows (empty text, missing label) tolerated
+    dedupe: bool = True
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "minilm-l6"
+    pooling: str = "mean"  # cls | mean | attention
+    head_hidden: list[int] = field(default_factory=list)
+    head_dropout: float = 0.1
+    head_layernorm: bool = False
+    max_length: int = 128
+
+
+@dataclass
+class ResourcesConfig:
+    gpu: int = 0
+    cpu: int = 2
+    memory: int = 8000
+    num_nodes: int = 1  # >1: multi-node through @parallel / JobSet
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 42
+    epochs: int = 3
+    batch_size: int = 32  # per optimizer step, summed over ranks and accumulation
+    eval_batch_size: int = 128
+    grad_accum: int = 1
+    lr: float = 5e-5
+    head_lr: float | None = None  # None: same as lr
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    scheduler: str = "linear"  # linear | cosine
+    max_grad_norm: float = 1.0
+    loss: str = "ce"  # ce | focal (single-label); bce for multi-label
+    class_weights: bool = False
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    amp: str = "auto"  # auto (bf16 on capable GPUs) | bf16 | off
+    metric: str = "auto"  # model selection: auto = accuracy / micro_f1 (multi-label)
+    early_stopping_patience: int = 2
+    checkpoint_every_steps: int = 200  # 0: only at epoch ends
+    nproc_per_node: int = 0  # 0: one per GPU, else one per two CPU cores
+    threads_per_proc: int = 0  # 0: cores / processes
+    bucket_batches: int = 50  # length-bucketing window, in batches
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    model: str = "models:/textclf@champion"
+    max_texts: int = 64
+    max_chars: int = 5000
+    batch_wait_ms: float = 5.0
+    max_batch: int = 32
+    poll_seconds: float = 30.0
+    feedback_root: str = "${artifact_root}/feedback"
+
+
+@dataclass
+class RegistryConfig:
+    tracking_uri: str = "sqlite:///.textclf/mlflow.db"
+    artifact_location: str = ".textclf/mlruns"
+    experiment: str = "textclf"
+    model_name: str = "textclf"
+    gate_metric: str = "accuracy"
+    gate_margin: float = 0.0
+
+
+@dataclass
+class TextclfConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    artifact_root: str = ".textclf/artifacts"
+
+
+def _split_overrides(text: str | None) -> tuple[list[str], dict[str, Any]]:
+    """Accept a YAML mapping (a partial or full config), a YAML list of overrides, or a line
+    of Hydra overrides such as ``data=sst2 train.epochs=2``."""
+    if not text or not text.strip():
+        return [], {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, dict):
+        overrides = value.pop("overrides", []) or []
+        return list(overrides), value
+    if isinstance(value, list):
+        return [str(v) for v in value], {}
+    return shlex.split(text), {}
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path or os.path.isabs(path) else str(Path(path).resolve())
+
+
+def compose(text: str | None = None, overrides: list[str] | None = None) -> TextclfConfig:
+    """Compose `config/config.yaml`, apply overrides, validate, and return the typed object."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="textclf_schema", node=TextclfConfig)
+    text_overrides, mapping = _split_overrides(text)
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            composed = hydra_compose("config", overrides=text_overrides + list(overrides or []))
+        merged = OmegaConf.merge(OmegaConf.structured(TextclfConfig), composed, mapping)
+        OmegaConf.resolve(merged)
+        cfg: TextclfConfig = OmegaConf.to_object(merged)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"bad config: {exc}") from None
+    _check(cfg)
+    cfg.artifact_root = _absolute(cfg.artifact_root)
+    cfg.registry.artifact_location = _absolute(cfg.registry.artifact_location)
+    cfg.serve.feedback_root = _absolute(cfg.serve.feedback_root)
+    if cfg.registry.tracking_uri.startswith("sqlite:///") and not cfg.registry.tracking_uri.startswith("sqlite:////"):
+        cfg.registry.tracking_uri = "sqlite:///" + _absolute(cfg.registry.tracking_uri[len("sqlite:///"):])
+    return cfg
+
+
+def _check(cfg: TextclfConfig) -> None:
+    d = cfg.data
+    if not d.source and not d.train:
+        raise ConfigError("data.source (one file, split automatically) or data.train is required")
+    if not 0 <= d.val_fraction < 1 or not 0 <= d.test_fraction < 1 or d.val_fraction + d.test_fraction >= 1:
+        raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
+    choices = {
+        "model.pooling": (cfg.model.pooling, {"cls", "mean", "attention"}),
+        "train.scheduler": (cfg.train.scheduler, {"linear", "cosine"}),
+        "train.loss": (cfg.train.loss, {"ce", "focal"}),
+        "train.amp": (cfg.train.amp, {"auto", "bf16", "off"}),
+        "data.clean.urls": (d.clean.urls, {"keep", "replace", "remove"}),
+        "data.clean.mentions": (d.clean.mentions, {"keep", "replace", "remove"}),
+        "data.clean.html": (d.clean.html, {"strip", "keep"}),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {sorted(allowed)}, not {value!r}")
+
+
+def to_dict(cfg: TextclfConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def from_dict(data: Any) -> TextclfConfig:
+    """Rebuild the typed object from a resolved dict (a Metaflow ConfigValue, a JSON file)."""
+    plain = data.to_dict() if hasattr(data, "to_dict") else dict(data)
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TextclfConfig), plain))
+
+
+def parse(text: str) -> dict[str, Any]:
+    """Metaflow `Config` parser: text in, the resolved config as a plain dict out."""
+    return to_dict(compose(text))
+
+
+def to_yaml(cfg: TextclfConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

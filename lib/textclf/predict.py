@@ -1,0 +1,62 @@
+"""Batched inference from a saved model folder: what evaluation, serving and notebooks share."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import textclf.modeling  # noqa: F401  (registers the textclf model type with the Auto classes)
+from textclf.sampling import collate
+
+
+class Predictor:
+    """Tokenize, sort by length, batch, run under `inference_mode`, and restore input order."""
+
+    def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.model_dir = str(model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        cfg = self.model.config
+        self.id2label = {int(k): v for k, v in cfg.id2label.items()}
+        self.labels = [self.id2label[i] for i in range(len(self.id2label))]
+        self.multi_label = getattr(cfg, "multi_label", cfg.problem_type == "multi_label_classification")
+        self.threshold = float(getattr(cfg, "threshold", None) or 0.5)
+        positions = getattr(getattr(cfg, "backbone_config", cfg), "max_position_embeddings", 512)
+        self.max_length = min(int(self.tokenizer.model_max_length or positions), positions)
+        self.batch_size = batch_size
+        self.pad_id = self.tokenizer.pad_token_id or 0
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)["input_ids"]
+        return [np.asarray(x, dtype=np.int64) for x in ids]
+
+    @torch.inference_mode()
+    def probs_from_ids(self, input_ids: list[np.ndarray]) -> np.ndarray:
+        order = np.argsort([len(x) for x in input_ids], kind="stable")
+        out = np.zeros((len(input_ids), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = {k: v.to(self.device) for k, v in collate([input_ids[i] for i in idx], self.pad_id).items()}
+            logits = self.model(**batch).logits.float()
+            out[idx] = (torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)).cpu().numpy()
+        return out
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.probs_from_ids(self.encode(texts)) if len(texts) else np.zeros((0, len(self.labels)), np.float32)
+
+    def decide(self, probs: np.ndarray) -> list[Any]:
+        """Labels from probabilities: argmax, or every label over the threshold (multi-label)."""
+        if self.multi_label:
+            return [[self.labels[j] for j in np.flatnonzero(p >= self.threshold)] for p in probs]
+        return [self.labels[j] for j in probs.argmax(1)]
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        probs = self.predict_proba(texts)
+        return [{"label": label, "probabilities": dict(zip(self.labels, map(float, p)))}
+                for label, p in zip(self.decide(probs), probs)]

@@ -1,0 +1,87 @@
+"""URIs for everything big: local folders or gs:// (any fsspec URL), one code path."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def join(root: str, *parts: str) -> str:
+    root = root.rstrip("/")
+    return "/".join([root, *(p.strip("/") for p in parts)]) if is_remote(root) else str(Path(root, *parts))
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    return url_to_fs(uri)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.exists(path)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write through a temporary name then move, so readers never see half a file."""
+    fs, path = filesystem(uri)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
+
+
+def write_json(uri: str, obj: Any) -> None:
+    write_bytes(uri, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_json(uri: str) -> Any:
+    with fsspec.open(uri, "rb") as f:
+        return json.load(f)
+
+
+def upload_dir(local: str | Path, uri: str) -> str:
+    """Copy a local folder to `uri` (no-op when it is the same place)."""
+    if not is_remote(uri):
+        if Path(local).resolve() != Path(uri).resolve():
+            shutil.copytree(local, uri, dirs_exist_ok=True)
+        return uri
+    fs, path = filesystem(uri)
+    fs.put(str(local).rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
+    return uri
+
+
+@contextmanager
+def local_dir(uri: str) -> Iterator[Path]:
+    """A local folder holding what `uri` holds: the folder itself, or a temporary download."""
+    if not is_remote(uri):
+        yield Path(uri)
+        return
+    fs, path = filesystem(uri)
+    with tempfile.TemporaryDirectory(prefix="textclf-") as tmp:
+        fs.get(path.rstrip("/") + "/", tmp + "/", recursive=True)
+        yield Path(tmp)
+
+
+def download_dir(uri: str, cache_root: str | Path) -> Path:
+    """A persistent local copy of a remote folder (reused when already complete)."""
+    if not is_remote(uri):
+        return Path(uri)
+    fs, path = filesystem(uri)
+    dest = Path(cache_root) / path.strip("/").replace("/", "__")
+    marker = dest / ".complete"
+    if not marker.exists():
+        fs.get(path.rstrip("/") + "/", str(dest) + "/", recursive=True)
+        marker.touch()
+    return dest

@@ -1,0 +1,97 @@
+"""Shared test set-up: offline, isolated folders, a learnable toy set and one finished TrainFlow run.
+
+Everything runs for real: Metaflow runs the flow in subprocesses, Dask starts a LocalCluster,
+torchrun launches the ranks. Only the backbone is tiny (a random 2-layer BERT).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SANDBOX = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
+
+# Set before anything imports metaflow, mlflow, gradio or transformers.
+os.environ.update({
+    "METAFLOW_USER": "tester",
+    "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(SANDBOX / "metaflow"),
+    "TEXTCLF_ARTIFACT_ROOT": str(SANDBOX / "artifacts"),
+    "MLFLOW_TRACKING_URI": f"sqlite:///{SANDBOX / 'mlflow.db'}",
+    "TEXTCLF_MLFLOW_ARTIFACTS": str(SANDBOX / "mlruns"),
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+})
+
+POSITIVE = ["great", "wonderful", "excellent", "lovely", "superb", "brilliant", "delightful", "fantastic"]
+NEGATIVE = ["awful", "terrible", "horrible", "dreadful", "boring", "broken", "useless", "disappointing"]
+THINGS = ["film", "game", "phone", "hotel", "meal", "service", "book", "app", "show", "laptop"]
+FILLER = ["honestly", "really", "quite", "truly", "just", "simply", "so", "very"]
+
+TINY = "model=tiny train.lr=2e-3 train.epochs=4 train.batch_size=16 train.checkpoint_every_steps=0"
+
+
+def toy_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """A learnable toy set: the sentiment word decides the label; the rest is noise."""
+    rng = random.Random(seed)
+    rows, seen = [], set()
+    while len(rows) < n:
+        label = rng.choice(["positive", "negative"])
+        word = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        text = f"the {rng.choice(THINGS)} was {rng.choice(FILLER)} {word} {rng.choice(THINGS)} {rng.randint(0, 9999)}"
+        if text not in seen:
+            seen.add(text)
+            rows.append((text, label))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("text", "label")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_csv() -> Path:
+    return write_csv(SANDBOX / "toy" / "reviews.csv", toy_rows(320))
+
+
+def run_flow(flow: str, overrides: str, *extra: str, env: dict | None = None, cwd: Path = ROOT,
+             check: bool = True) -> subprocess.CompletedProcess:
+    """`python flows/<flow> --config-value config '<overrides>' run ...` in a subprocess."""
+    cmd = [sys.executable, str(ROOT / "flows" / flow), "--no-pylint", "--config-value", "config", overrides,
+           "run", *extra]
+    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{flow} failed ({done.returncode}):\n{done.stdout[-6000:]}\n{done.stderr[-6000:]}")
+    return done
+
+
+def latest_run(flow_name: str):
+    from metaflow import Flow, namespace
+
+    namespace(None)
+    return Flow(flow_name).latest_run
+
+
+@pytest.fixture(scope="session")
+def trained_run(toy_csv):
+    """One whole TrainFlow on the toy set with 2 torchrun processes; shared by many tests."""
+    run_flow("train_flow.py", f"data.source={toy_csv} {TINY} train.nproc_per_node=2")
+    run = latest_run("TrainFlow")
+    assert run.successful
+    return run
