@@ -15,12 +15,10 @@ import yaml
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from textclf.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = Path(os.environ.get("TEXTCLF_CONFIG_DIR", PROJECT_ROOT / "config"))
-
-
-class ConfigError(ValueError):
-    """A config that cannot be composed or does not fit the schema."""
 
 
 @dataclass
@@ -182,7 +180,10 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
         OmegaConf.resolve(merged)
         cfg: TextclfConfig = OmegaConf.to_object(merged)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"bad config: {exc}") from None
+        detail = str(exc).splitlines()[0]
+        if exc.__cause__ is not None:
+            detail += f" ({str(exc.__cause__).splitlines()[0]})"
+        raise ConfigError(detail) from None
     _check(cfg)
     cfg.artifact_root = _absolute(cfg.artifact_root)
     cfg.registry.artifact_location = _absolute(cfg.registry.artifact_location)

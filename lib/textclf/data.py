@@ -20,16 +20,13 @@ import numpy as np
 import pandas as pd
 
 from textclf.config import PROJECT_ROOT, CleanConfig, DataConfig
+from textclf.errors import DataError
 from textclf.storage import filesystem, is_remote
 
 SPLITS = ("train", "val", "test")
 SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
 DROP = -1
 READERS = {"csv", "tsv", "jsonl", "json", "parquet"}
-
-
-class DataError(ValueError):
-    """Bad input data: the message names the file, row or column."""
 
 
 # --------------------------------------------------------------------------- sources
@@ -66,7 +63,7 @@ def sources(cfg: DataConfig) -> list[Source]:
     out = []
     for uri, split in named:
         uri = uri if uri.startswith(("dvc://", "hub:")) else _locate(uri)
-        fmt = cfg.format or _format_of(uri)
+        fmt = cfg.format or _format_of(_dvc_parts(uri)[0] if uri.startswith("dvc://") else uri)
         out.append(Source(uri=uri, split=split, format=fmt, revision=cfg.revision))
     return out
 
@@ -110,7 +107,7 @@ def _check_readable(src: Source, cfg: DataConfig) -> None:
             raise DataError(f"{src.uri}: not valid UTF-8 (line {line}, byte {exc.start})") from None
 
 
-def _pandas_reader(fmt: str, text_col: str, label_col: str):
+def _pandas_reader(fmt: str):
     def read(f) -> pd.DataFrame:
         if fmt in ("csv", "tsv"):
             return pd.read_csv(f, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
@@ -155,10 +152,9 @@ def _read_dvc(src: Source, cfg: DataConfig):
     import dvc.api
 
     path, repo = _dvc_parts(src.uri)
-    fmt = cfg.format or _format_of(path)
     try:
         with dvc.api.open(path, repo=repo, rev=src.revision, mode="rb") as f:
-            frame = _pandas_reader(fmt, cfg.text_column, cfg.label_column)(f) if fmt != "parquet" else pd.read_parquet(f)
+            frame = pd.read_parquet(f) if src.format == "parquet" else _pandas_reader(src.format)(f)
     except FileNotFoundError:
         raise DataError(f"{src.uri}: not found in the DVC repo {repo!r} at revision {src.revision or 'HEAD'}") from None
     return dd.from_pandas(frame, npartitions=max(1, len(frame) // cfg.dask.partition_rows))

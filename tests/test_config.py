@@ -1,0 +1,47 @@
+"""The typed config: Hydra composition, overrides in three shapes, clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from textclf.config import compose, from_dict, parse, to_dict, to_yaml
+from textclf.errors import ConfigError
+
+
+def test_defaults_compose_to_the_embedded_sample():
+    cfg = compose()
+    assert cfg.data.source == "data/sample/reviews.csv"
+    assert cfg.model.backbone == "minilm-l6"
+    assert cfg.artifact_root.endswith("artifacts") and cfg.artifact_root.startswith("/")
+
+
+@pytest.mark.parametrize("text", [
+    "data=sst2 train.epochs=2",
+    "- data=sst2\n- train.epochs=2",
+    "overrides: [data=sst2]\ntrain: {epochs: 2}",
+])
+def test_overrides_as_line_list_or_mapping(text):
+    cfg = compose(text)
+    assert cfg.data.text_column == "sentence"
+    assert cfg.data.train.endswith("sst2/train.tsv")
+    assert cfg.train.epochs == 2
+
+
+def test_round_trip_through_a_plain_dict():
+    cfg = compose("model.head_hidden=[32,16] train.lr=1e-4")
+    again = from_dict(parse(to_yaml(cfg)))
+    assert to_dict(again) == to_dict(cfg)
+    assert again.model.head_hidden == [32, 16]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("train.epochs=abc", "train.epochs"),
+    ("data=nosuch", "data/nosuch"),
+    ("train.nosuch=1", "nosuch"),
+    ("model.pooling=max", "model.pooling"),
+    ("data.val_fraction=0.6 data.test_fraction=0.5", "val_fraction"),
+    ("data.source=null", "data.source"),
+])
+def test_bad_config_names_the_key(text, fragment):
+    with pytest.raises(ConfigError) as err:
+        compose(text)
+    assert fragment in str(err.value)
