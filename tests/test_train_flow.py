@@ -42,3 +42,23 @@ def test_resolved_config_is_stored(trained_run, toy_csv):
     assert cfg["model"]["backbone"] == "tiny-bert"
     assert cfg["train"]["nproc_per_node"] == 2
     assert trained_run["end"].task["data_fingerprint"].data == trained_run["end"].task["manifest"].data["fingerprint"]["sha256"]
+
+
+@pytest.mark.parametrize("rows, header, extra, expected", [
+    ([("fine film", "positive")], ("review", "label"), "", "missing column(s) ['text']"),
+    ([("fine film", "positive"), ("dull film", "meh")] * 20, ("text", "label"),
+     "data.labels=[negative,positive]", "'meh'"),
+])
+def test_bad_data_fails_the_step_with_a_clear_message_and_keeps_earlier_runs(
+        trained_run, tmp_path, rows, header, extra, expected):
+    from conftest import run_flow, write_csv
+
+    earlier_model = Path(trained_run["end"].task["model_uri"].data)
+    before = sorted(p.name for p in earlier_model.iterdir())
+    bad = write_csv(tmp_path / "bad.csv", rows, header=header)
+    done = run_flow("train_flow.py", f"data.source={bad} {extra}", check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert expected in output, output[-3000:]
+    assert "Traceback" not in output
+    assert sorted(p.name for p in earlier_model.iterdir()) == before

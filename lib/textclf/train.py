@@ -277,7 +277,7 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
 
     ckpts = Checkpoints(Path(spec["checkpoint_dir"]), d)
     state = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0,
-             "history": [], "samples": 0, "train_seconds": 0.0}
+             "history": [], "samples": 0, "train_seconds": 0.0, "epoch_loss": 0.0}
     best_path = Path(spec["checkpoint_dir"]) / "best.pt"
     resume_from = ckpts.latest()
     if resume_from is not None:
@@ -321,6 +321,7 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
                 loss = loss_fn(logits, y) / tc.grad_accum
                 loss.backward()
             running.append(loss.item() * tc.grad_accum)
+            state["epoch_loss"] += running[-1]
             state["micro"] += 1
             state["samples"] += len(idx) * d.world_size
             bar.update(1)
@@ -349,9 +350,9 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
         state["train_seconds"] += time.perf_counter() - t0
         probs = predict_probs(ddp, val, d, tc.eval_batch_size, pad_id, multi_label, dtype)
         metrics = quick_metrics(val.labels, probs, multi_label) if len(val) else {}
-        score = metrics.get(metric_name, -float(np.mean(running)))
+        score = metrics.get(metric_name, -state["epoch_loss"] / max(state["micro"], 1))
         record = {"kind": "epoch", "epoch": state["epoch"] + 1, "step": state["step"],
-                  "train_loss": float(np.mean(running)) if running else None,
+                  "train_loss": state["epoch_loss"] / max(state["micro"], 1),
                   "samples_per_s": state["samples"] / max(state["train_seconds"], 1e-9),
                   **{f"val_{k}": v for k, v in metrics.items()}}
         state["history"].append(record)
@@ -365,7 +366,7 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
         else:
             state["bad_epochs"] += 1
         state["epoch"] += 1
-        state["micro"] = 0
+        state["micro"], state["epoch_loss"] = 0, 0.0
         ckpts.save(state["step"], snapshot(), ddp)
         if tc.early_stopping_patience and state["bad_epochs"] >= tc.early_stopping_patience:
             if d.main:
