@@ -26,6 +26,7 @@ from torch import nn
 from textclf.config import TextclfConfig, TrainConfig, from_dict
 from textclf.metrics import best_threshold, multi_hot, quick_metrics
 from textclf.modeling import build_model
+from textclf.progress import progress
 from textclf.sampling import BucketBatchSampler, collate, shard_indices
 from textclf.storage import filesystem, is_remote, upload_dir
 
@@ -301,14 +302,12 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
     def snapshot() -> dict[str, Any]:
         return {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
 
-    from tqdm.auto import tqdm
-
     ddp.train()
     stopped = False
     while state["epoch"] < tc.epochs and not stopped:
         sampler.epoch, sampler.skip = state["epoch"], state["micro"]
-        bar = tqdm(total=micro_per_epoch, initial=state["micro"], desc=f"epoch {state['epoch'] + 1}/{tc.epochs}",
-                   disable=not d.main, dynamic_ncols=True, mininterval=1.0)
+        bar = progress(micro_per_epoch, f"epoch {state['epoch'] + 1}/{tc.epochs}", disable=not d.main,
+                       initial=state["micro"])
         t0, running = time.perf_counter(), []
         for idx in sampler:
             batch = {k: v.to(d.device) for k, v in collate([train.input_ids[i] for i in idx], pad_id).items()}
