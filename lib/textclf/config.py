@@ -133,12 +133,29 @@ class RegistryConfig:
 
 
 @dataclass
+class MonitorConfig:
+    batch: str | None = None  # an extra labelled batch (same columns as the training data)
+    window_days: float = 30.0  # feedback newer than this counts as fresh
+    min_labels: int = 20  # fewer fresh labels: no performance or drift verdict, only age
+    metric: str = "accuracy"  # accuracy | macro_f1 | micro_f1 | subset_accuracy
+    min_metric: float = 0.80
+    max_psi: float = 0.25  # lengths and confidence
+    max_label_shift: float = 0.20  # total variation distance of label shares
+    mmd_alpha: float = 0.01  # embedding two-sample test significance
+    permutations: int = 200
+    max_age_days: float = 30.0  # 0: no age limit
+    retrain: bool = True  # False: report only
+    schedule: str = "0 6 * * *"  # Argo cron for MonitorFlow (daily)
+
+
+@dataclass
 class TextclfConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     artifact_root: str = ".textclf/artifacts"
 
 

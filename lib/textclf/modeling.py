@@ -160,12 +160,15 @@ class TextClassifier(PreTrainedModel):
             module.weight.data.fill_(1.0)
             module.bias.data.zero_()
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled sentence vector the head sees (drift monitoring compares these)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         states = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        logits = self.head(pool(states, attention_mask, self.config.pooling, self.attention_pool))
-        return SequenceClassifierOutput(logits=logits)
+        return pool(states, attention_mask, self.config.pooling, self.attention_pool)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
+        return SequenceClassifierOutput(logits=self.head(self.embed(input_ids, attention_mask)))
 
 
 AutoConfig.register("textclf", TextClassifierConfig)
