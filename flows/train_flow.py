@@ -51,9 +51,12 @@ class TrainFlow(FlowSpec):
 
     @step
     def join_train(self, inputs):
+        from textclf.monitor import save_profile
+
         self.training = next(i.training for i in inputs if i.training)
         self.merge_artifacts(inputs, exclude=["training"])
         self.model_uri = self.paths["model"]
+        save_profile(self.model_uri, self.manifest)  # the reference MonitorFlow measures drift against
         self.next(self.evaluate)
 
     @step

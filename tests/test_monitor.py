@@ -59,3 +59,15 @@ def test_new_version_keeps_every_earlier_row_and_adds_each_accepted_row_once(tmp
     raw = open(version["uri"], "rb").read()
     assert hashlib.sha256(raw).hexdigest() == version["sha256"]
     assert version["sha256"][:16] in version["uri"]
+
+
+def test_trainflow_stores_a_reference_profile_with_the_model(trained_run):
+    from textclf.monitor import load_profile
+
+    task = trained_run["end"].task
+    profile, vectors = load_profile(task["model_uri"].data)
+    held_out = sum(task["manifest"].data["splits"][s]["rows"] for s in ("val", "test"))
+    assert profile["n"] == len(profile["lengths"]) == len(profile["confidence"]) == held_out
+    assert sum(profile["label_shares"].values()) == pytest.approx(1.0)
+    assert all(0.5 <= c <= 1 for c in profile["confidence"])  # top-class probability of two classes
+    assert vectors.shape == (held_out, 64)  # tiny-bert's hidden size

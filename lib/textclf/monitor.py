@@ -60,11 +60,23 @@ def describe(predictor: Predictor, texts: list[str], labels: list[list[str]], ma
     }, embed(predictor, [texts[i] for i in pick])
 
 
-def save_profile(model_uri: str, texts: list[str], labels: list[list[str]]) -> str:
-    """Profile the held-out split the model was tested on and store it inside the model folder,
-    so the profile travels with the model into the registry."""
+def save_profile(model_uri: str, manifest: dict[str, Any], max_rows: int = 2000, seed: int = 0) -> str:
+    """Profile held-out rows (val and test, up to `max_rows`) and store the profile inside the
+    model folder, so that it travels with the model into the registry."""
+    import pyarrow.parquet as pq
+
+    from textclf.storage import filesystem
+
+    id2label = {int(k): v for k, v in manifest["id2label"].items()}
+    texts, labels = [], []
+    for split in ("val", "test"):
+        fs, path = filesystem(manifest["shards"][split])
+        table = pq.read_table(path, columns=["text", "label"], filesystem=fs).to_pydict()
+        texts += table["text"]
+        labels += [[id2label[i] for i in (y if isinstance(y, list) else [y])] for y in table["label"]]
+    pick = np.sort(np.random.default_rng(seed).permutation(len(texts))[:max_rows])
     predictor = Predictor(model_uri)
-    profile, vectors = describe(predictor, texts, labels)
+    profile, vectors = describe(predictor, [texts[i] for i in pick], [labels[i] for i in pick])
     profile["created"] = datetime.now(timezone.utc).isoformat()
     buf = io.BytesIO()
     np.save(buf, vectors.astype(np.float32))
