@@ -1,263 +1,276 @@
-"""Writes reviews.csv and tags.csv beside this file: our own hand-written sentences, plus a seeded
-recombination of them and of slot-filled templates. No external data set is used. Rerun to reproduce."""
+"""Writes reviews.csv and tags.csv beside this file from our own hand-written sentences (free_pos.txt,
+free_neg.txt) and seeded templates. No external data set is used; rerunning reproduces both files."""
 import csv, random, re
 from pathlib import Path
 
-rng = random.Random(20261122)
+rng = random.Random(4242)
 OUT = Path(__file__).resolve().parent
+HERE = OUT
 
-POS_FREE = """An absolute joy from start to finish, I laughed the whole way through.
-The battery lasts two full days, which I did not expect at this price.
-Staff remembered my name on the second night. Small thing, big difference.
-Not bad at all, honestly better than the first one.
-I didn't hate it. In fact I kind of loved it.
-The soundtrack alone is worth the ticket.
-Arrived a day early and packed with care.
-Five stars, would order again without thinking twice.
-The pasta was perfectly al dente and the sauce tasted homemade.
-Setup took five minutes and it just works.
-Never thought a puzzle game could make me cry, but here we are.
-Customer support fixed my issue in one call. Impressive.
-Clean rooms, quiet street, friendly people at the desk.
-The writing is sharp and the characters feel real.
-Kept me up past midnight turning pages.
-Solid build quality, the hinge feels like it will last years.
-My kids ask to watch it again every weekend.
-The update actually made the app faster, which is rare these days.
-Exactly as described, and the refund policy is generous too.
-The view from the balcony was stunning and breakfast was great.
-Surprisingly good for a sequel nobody asked for.
-The controls feel tight and the levels are cleverly designed.
-Great value, the coffee is strong and the pastries are fresh.
-The driver was polite and the parcel was in perfect shape.
-Worth every penny, the screen is bright and sharp.
-It is not perfect, but it is the best one I have owned.
-Honestly a masterpiece of slow, patient storytelling.
-Quick, quiet and cleans better than my old one.
-Loved the cast, loved the jokes, loved the ending.
-The chef came out to check on us, lovely touch.
-I was sceptical but this blender crushes ice like nothing.
-The co-op mode is a blast with friends.
-Fast shipping, fair price, happy customer.
-The hotel upgraded our room for free, what a nice surprise.
-Reads like a thriller even though it is history.
-Comfortable headphones, I forget I am wearing them.
-The app is simple, clean and does what it promises.
-The waiter was attentive without hovering.
-Gorgeous visuals and a story that sticks with you.
-Arrived cold? No, piping hot and delicious.
-Fixed my laptop in a day and charged less than quoted.
-Did not expect much, walked out grinning.
-A warm, funny, generous film.
-Its a keeper, the lid seals perfectly and nothing leaks.
-The new season is even better than the last.
-Helpful staff, spotless gym, good coffee in the lobby.
-The keyboard feels great to type on for hours.
-Absolutely worth the wait, the finale is superb.
-Delivery guy called ahead and was right on time.
-Best ramen in town, no contest.
-The plot twists actually made sense for once.
-The vacuum picks up dog hair like a champ.
-Polished, generous with content, and no annoying microtransactions.
-Check-in was quick and the bed was heavenly.
-Five minutes in I was hooked.
-The sound quality blew me away for such a small speaker.
-Lovely little cafe, I will definitely be back.
-Refund came through in two days, no questions asked.
-A rare remake that respects the original.
-The camera takes great photos even at night.
-Cant stop playing, send help.
-Thoughtful, beautifully shot and very moving.
-The instructions were clear and assembly was painless.
-Our server recommended the fish and it was perfect.
-Gets better with every chapter.
-This charger is tiny and still charges fast.
-Staff went out of their way to help with our luggage.
-Brilliant performances all round.
-Love how light this laptop is.
-The bug I reported was fixed within a week. Thank you.""".splitlines()
+def norm(t):
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9]+", " ", t.lower())).strip()
 
-NEG_FREE = """Oh great, another update that breaks everything.
-The battery died after three hours, what a joke.
-I wanted to like it, I really did, but it is a mess.
-Cold food, rude staff and a forty minute wait.
-Not worth the money, not even close.
-The plot makes no sense and the ending is lazy.
-Broke the second time I used it.
-Customer service hung up on me twice.
-The room smelled of smoke and the shower was lukewarm.
-Two hours of my life I will never get back.
-Crashes every time I open the settings page.
-The package arrived crushed and half the items were missing.
-Wow, a game that charges you to unlock the ending. Brilliant.
-The screen scratches if you so much as look at it.
-Overpriced, undercooked and overrated.
-Support keeps sending the same copy-paste reply.
-I fell asleep halfway through, and I was not even tired.
-The app logs me out every single day.
-Terrible sound, the bass just rattles.
-The driver left my parcel in the rain.
-Nothing like the photos, the hotel was falling apart.
-Honestly the worst sequel I have ever seen.
-Flimsy plastic, the handle snapped in a week.
-Waited three weeks for a refund that never came.
-The characters are flat and the dialogue is painful.
-Laggy, buggy and full of ads.
-The soup was salty enough to preserve fish.
-Stopped charging after a month.
-They cancelled my order without telling me.
-Sure, I love paying extra for things that do not work.
-The noise from the street kept us up all night.
-A boring, bloated mess of a movie.
-Instructions missing, screws missing, patience missing.
-The keyboard double-types letters constantly.
-Our reservation was lost and nobody apologised.
-The map is huge and completely empty.
-Would give zero stars if I could.
-Cheap materials, the seams came apart after one wash.
-Took my money and never shipped anything.
-It is not terrible, it is just dull and forgettable.
-The sync feature deleted half my notes.
-Dirty sheets and a broken air conditioner.
-The narrator drones on and on.
-Arrived late, cold and missing the drinks.
-The fan is louder than a jet engine.
-The trailer was better than the whole film.
-Every patch makes the performance worse.
-I did not enjoy a single minute of it.
-Hidden fees everywhere, avoid this place.
-The remote stopped working on day two.
-The waiter rolled his eyes when we asked for water.
-Pay to win garbage dressed up as a free game.
-Stuck on a loading screen for ten minutes, again.
-The book promised insight and delivered filler.
-Courier claimed delivery but nothing came.
-The mattress sags in the middle after a month.
-Slow, clunky and confusing menus.
-Too loud, too long, too pleased with itself.
-The blender leaked all over my counter.
-The front desk ignored us for twenty minutes.
-Not what I ordered and they refused to swap it.
-The camera app freezes whenever I switch lenses.
-The jokes land like bricks.
-Charged twice and still waiting for an answer.
-The pizza was soggy and the crust was burnt.
-Looks nice, falls apart immediately.
-I regret buying this, it is useless.
-The story drags and the twist is obvious from the start.
-Spent more time on hold than using the product.
-The hotel wifi barely worked and cost extra.""".splitlines()
+# ------------------------------------------------------------------ reviews
+free_pos = [l.strip() for l in (HERE / "free_pos.txt").read_text().splitlines() if l.strip()]
+free_neg = [l.strip() for l in (HERE / "free_neg.txt").read_text().splitlines() if l.strip()]
 
-THINGS = {
-    "film": ["film", "movie", "documentary", "thriller", "comedy"], "tv": ["series", "show", "season", "sitcom"],
-    "book": ["novel", "book", "memoir", "audiobook"], "game": ["game", "RPG", "shooter", "puzzle game", "strategy game"],
-    "gadget": ["phone", "laptop", "tablet", "smartwatch", "headset", "router", "camera", "speaker"],
-    "food": ["restaurant", "burger place", "sushi bar", "bakery", "pizzeria", "cafe"],
-    "stay": ["hotel", "hostel", "guesthouse", "resort", "B&B"],
-    "service": ["delivery service", "courier", "bank", "internet provider", "support team", "airline"],
-    "app": ["app", "banking app", "fitness app", "music app", "photo editor"],
-    "home": ["washing machine", "vacuum cleaner", "coffee maker", "blender", "air fryer", "kettle"],
+D = {  # domain: (items, positive clauses, negative clauses)
+ "film": (["film", "movie", "thriller", "romcom", "animated film", "war movie", "horror flick"],
+   ["the acting is superb", "the script is witty and sharp", "the cinematography is gorgeous", "the score gave me chills",
+    "the pacing never lets up", "the ending is genuinely moving"],
+   ["the acting is wooden", "the script is a mess", "the plot makes no sense", "it drags for the whole second hour",
+    "the jokes fall completely flat", "the ending is lazy and rushed"]),
+ "tv": (["series", "sitcom", "drama", "miniseries", "reality show", "crime show"],
+   ["every episode leaves me wanting more", "the cast has real chemistry", "the writing gets better each week",
+    "the characters feel like real people", "the finale was perfect"],
+   ["the episodes are padded with filler", "the characters are unlikeable", "it went downhill after the pilot",
+    "the dialogue is painfully cheesy", "the finale made no sense"]),
+ "book": (["novel", "memoir", "cookbook", "short story collection", "biography", "fantasy novel"],
+   ["the prose is beautiful", "I could not put it down", "the characters stayed with me for weeks",
+    "every chapter ends on a hook", "the research behind it is impressive"],
+   ["the prose is clumsy", "I had to force myself to finish it", "the characters are paper thin",
+    "nothing happens for two hundred pages", "it is full of typos and errors"]),
+ "game": (["game", "RPG", "shooter", "puzzle game", "racing game", "strategy game"],
+   ["the controls are tight and responsive", "the levels are cleverly designed", "the story kept me hooked",
+    "it runs smoothly even on old hardware", "the multiplayer is a blast"],
+   ["it crashes constantly", "the controls feel sluggish", "everything is locked behind microtransactions",
+    "the servers are always down", "the missions are repetitive and dull"]),
+ "phone": (["phone", "smartphone", "budget phone", "flagship phone"],
+   ["the battery easily lasts two days", "the camera takes great photos", "the screen is bright and sharp",
+    "it feels fast and smooth", "it charges really quickly"],
+   ["the battery dies before lunch", "the camera is blurry indoors", "it lags when switching apps",
+    "it overheats during calls", "the screen cracked within a week"]),
+ "laptop": (["laptop", "ultrabook", "gaming laptop", "chromebook"],
+   ["the keyboard is lovely to type on", "it boots in seconds", "it stays cool and quiet",
+    "the battery lasts a full workday", "the build feels premium"],
+   ["the fan is unbearably loud", "the trackpad is jumpy", "it gets painfully hot",
+    "the hinge started creaking after a month", "it keeps blue screening"]),
+ "gadget": (["headset", "soundbar", "smartwatch", "speaker", "e-reader", "fitness tracker", "tablet"],
+   ["the sound is rich and clear", "pairing is instant", "the battery lasts for days",
+    "it is light and comfortable", "the app that goes with it is simple"],
+   ["the sound is tinny", "it keeps disconnecting", "the battery barely lasts a morning",
+    "it is uncomfortable after twenty minutes", "the companion app is a buggy mess"]),
+ "restaurant": (["restaurant", "pizzeria", "sushi bar", "cafe", "burger place", "noodle bar", "bistro"],
+   ["the food was fresh and full of flavour", "the staff were warm and attentive", "the portions were generous",
+    "everything came out hot and fast", "the desserts were outstanding"],
+   ["the food was cold and bland", "the staff ignored us", "the portions were tiny for the price",
+    "we waited over an hour for mains", "the place was dirty"]),
+ "hotel": (["hotel", "hostel", "B&B", "resort", "guesthouse"],
+   ["the room was spotless", "the bed was incredibly comfortable", "the staff went out of their way to help",
+    "breakfast was excellent", "the location was perfect"],
+   ["the room was filthy", "the bed was lumpy and creaked", "the front desk was rude",
+    "breakfast was stale and overpriced", "the walls were paper thin"]),
+ "delivery": (["delivery service", "courier", "grocery delivery", "takeaway app", "parcel service"],
+   ["it arrived early and well packed", "the driver was friendly and careful", "tracking was accurate to the minute",
+    "nothing was missing or damaged"],
+   ["it arrived days late", "the box was crushed", "half the items were missing",
+    "the driver never even rang the bell"]),
+ "app": (["app", "banking app", "photo editor", "budgeting app", "music app", "messaging app", "note taking app"],
+   ["it is fast and easy to use", "the design is clean and simple", "it syncs perfectly across devices",
+    "there are no annoying ads", "the latest update made it even better"],
+   ["it crashes every time I open it", "the interface is confusing", "it logs me out constantly",
+    "it is stuffed with ads", "the latest update broke everything"]),
+ "support": (["customer service", "support team", "help desk", "helpline", "live chat"],
+   ["they solved my problem on the first call", "the agent was patient and kind", "they refunded me the same day",
+    "they actually followed up to check everything was fine"],
+   ["they kept me on hold for an hour", "the agent was rude and dismissive", "they never answered my emails",
+    "they passed me between departments for days"]),
+ "appliance": (["washing machine", "dishwasher", "fridge", "microwave", "vacuum cleaner", "air fryer", "kettle", "coffee machine"],
+   ["it is quiet and efficient", "it does the job perfectly", "it was easy to set up",
+    "it feels solidly built", "it saves me so much time"],
+   ["it is incredibly loud", "it broke after three weeks", "it leaks all over the floor",
+    "it feels cheap and flimsy", "it barely does what it is supposed to"]),
 }
-POS_ADJ = ["great", "excellent", "wonderful", "fantastic", "superb", "brilliant", "lovely", "impressive", "solid",
-           "delightful", "reliable", "charming", "outstanding", "enjoyable", "terrific"]
-NEG_ADJ = ["awful", "terrible", "dreadful", "disappointing", "useless", "horrible", "mediocre", "flimsy", "boring",
-           "frustrating", "unreliable", "pathetic", "broken", "annoying", "overpriced"]
-POS_DETAIL = {"film": "the acting is superb", "tv": "every episode leaves me wanting more", "book": "the prose is gorgeous",
-              "game": "the gameplay loop is addictive", "gadget": "it runs fast and the battery holds up",
-              "food": "the food was fresh and tasty", "stay": "the room was spotless", "service": "they were quick and friendly",
-              "app": "it is fast and intuitive", "home": "it does the job quietly and well"}
-NEG_DETAIL = {"film": "the script is a mess", "tv": "the writing fell off a cliff", "book": "the pacing is glacial",
-              "game": "it crashes constantly", "gadget": "it overheats and lags", "food": "the food was cold and bland",
-              "stay": "the room was filthy", "service": "nobody answered my emails", "app": "it keeps freezing",
-              "home": "it broke within a month"}
-OPENERS = ["", "Honestly, ", "Well, ", "To be fair, ", "After a week, ", "Long story short: ", "I have to say ",
-           "Update: ", "Ok so ", "Bought this for my mum and "]
-INTENS = ["", "really ", "very ", "pretty ", "truly ", "so ", "quite ", "seriously "]
 
-def typo(s):
-    if rng.random() < 0.12 and len(s) > 20:
-        i = rng.randrange(5, len(s) - 5)
-        return s[:i] + s[i + 1] + s[i] + s[i + 2:]
-    return s
+POS_ADJ = ["great", "brilliant", "excellent", "fantastic", "lovely", "superb", "wonderful", "enjoyable", "impressive", "solid", "delightful", "top notch"]
+NEG_ADJ = ["awful", "terrible", "dreadful", "disappointing", "mediocre", "rubbish", "frustrating", "useless", "poor", "annoying", "horrible", "a letdown"]
+POS_VERDICT = ["I would recommend it to anyone.", "Would definitely buy again.", "Five stars from me.", "I'm really glad I chose it.",
+    "Happy customer here.", "Highly recommended.", "Overall a great experience.", "I'm a fan.", "Can't wait to go back.", "Money well spent."]
+NEG_VERDICT = ["I would not recommend it.", "Never again.", "One star.", "I want my money back.", "Stay away.", "Overall a miserable experience.",
+    "Really regret it.", "Not worth the money.", "Save yourself the trouble.", "Big disappointment."]
+OPEN = ["Okay so", "Honestly,", "Update:", "Quick review:", "Long story short,", "Well,", "Bottom line:", "For what it's worth,", "Gotta say,", "Three weeks in and"]
+MINOR_NEG = ["the price is a bit steep", "the packaging was over the top", "it took me a while to get used to it", "the instructions could be clearer",
+    "the colour is slightly different from the photos", "the start is a little slow", "it is a little heavier than I'd like", "the name is silly"]
+PEOPLE = ["my wife", "my partner", "my teenage son", "my flatmate", "my dad", "a colleague", "my best friend", "my neighbour"]
 
-def templated(label):
-    dom = rng.choice(list(THINGS)); thing = rng.choice(THINGS[dom])
-    pos = label == "positive"
-    adj = rng.choice(POS_ADJ if pos else NEG_ADJ); other = rng.choice(NEG_ADJ if pos else POS_ADJ)
-    detail = (POS_DETAIL if pos else NEG_DETAIL)[dom]
-    forms = [
-        f"{rng.choice(OPENERS)}the {thing} was {rng.choice(INTENS)}{adj}.",
-        f"This {thing} is {rng.choice(INTENS)}{adj}, {detail}.",
-        f"{rng.choice(OPENERS)}not {other} at all, {detail}.",
-        f"I expected the {thing} to be {other}, but {detail}.",
-        f"{detail.capitalize()}. {'Recommended' if pos else 'Avoid'}.",
-        f"The {thing} looked {other} in the ads, yet {detail}. {'Pleasantly surprised' if pos else 'Never again'}.",
-        f"{'Would' if pos else 'Would not'} recommend this {thing}: {detail}.",
-        f"Can't say the {thing} is {other}. {detail.capitalize()}.",
-        f"{rng.randint(2, 9)} months in and the {thing} is still {adj}." if pos else
-        f"{rng.randint(2, 9)} months in and the {thing} is already {adj}.",
-        f"Rating: {rng.choice(['5/5', '4/5', '9/10', '10/10'] if pos else ['1/5', '2/10', '0/10', '1 star'])}. {detail.capitalize()}.",
-    ]
-    if not pos:
-        forms.append(f"Oh sure, {rng.choice(['what a', 'such a'])} {rng.choice(POS_ADJ)} {thing}, {detail}.")
-    text = rng.choice(forms).strip()
-    return typo(text[0].upper() + text[1:])
+def a(w):
+    return ("an " if w[0].lower() in "aeiou" else "a ") + w
 
-def key(t):
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", t.lower())).strip()
+def pick(domain=None):
+    d = domain or rng.choice(list(D))
+    items, pc, nc = D[d]
+    return d, rng.choice(items), pc, nc
+
+def t_simple(pos):
+    _, it, pc, nc = pick()
+    adj = rng.choice(POS_ADJ if pos else NEG_ADJ)
+    clause = rng.choice(pc if pos else nc)
+    art = "an" if adj[0] in "aeiou" else "a"
+    return rng.choice([f"The {it} is {adj}, {clause}.", f"What {art} {adj} {it}: {clause}.", f"{adj.capitalize()} {it}. {clause.capitalize()}."])
+
+def t_negated(pos):
+    # negation flips a wrong-polarity adjective
+    _, it, pc, nc = pick()
+    if pos:
+        adj, clause = rng.choice(NEG_ADJ), rng.choice(pc)
+        return rng.choice([f"The {it} is not {adj} at all, in fact {clause}.", f"I wouldn't call this {it} {adj}; {clause}.",
+                           f"Far from {adj}, the {it} surprised me, {clause}.", f"Can't say the {it} was {adj}. {clause.capitalize()}."])
+    adj, clause = rng.choice(POS_ADJ), rng.choice(nc)
+    return rng.choice([f"The {it} is not {adj} at all, {clause}.", f"I wouldn't call this {it} {adj}; {clause}.",
+                       f"Far from {adj}, the {it} let me down, {clause}.", f"Can't say the {it} was {adj}. {clause.capitalize()}."])
+
+def t_expect(pos):
+    _, it, pc, nc = pick()
+    if pos:
+        return f"I expected the {it} to be {rng.choice(NEG_ADJ)}, but {rng.choice(pc)}."
+    return f"I expected the {it} to be {rng.choice(POS_ADJ)}, but {rng.choice(nc)}."
+
+def t_sarcasm(pos):
+    if pos:
+        return None
+    _, it, pc, nc = pick()
+    adj = rng.choice(["wonderful", "brilliant", "fantastic", "amazing", "lovely", "stellar"])
+    return rng.choice([f"Oh great, what {a(adj)} {it}, {rng.choice(nc)}.", f"Wow, truly {adj}. The {it} is so good that {rng.choice(nc)}.",
+                       f"Just {adj}. Paid full price and {rng.choice(nc)}.", f"Yeah, {a(adj)} {it}, if you enjoy the fact that {rng.choice(nc)}."])
+
+def t_mixed(pos):
+    # one aspect against the verdict, then a clear overall verdict
+    _, it, pc, nc = pick()
+    if pos:
+        return rng.choice([f"Sure, {rng.choice(MINOR_NEG)}, but {rng.choice(pc)} and overall I love this {it}.",
+                           f"The {it} has flaws, {rng.choice(MINOR_NEG)}. Still, {rng.choice(pc)}. {rng.choice(POS_VERDICT)}"])
+    return rng.choice([f"Okay, {rng.choice(pc)}, but {rng.choice(nc)} and overall I can't stand this {it}.",
+                       f"The {it} has its moments, {rng.choice(pc)}. Still, {rng.choice(nc)}. {rng.choice(NEG_VERDICT)}"])
+
+def t_long(pos):
+    d, it, pc, nc = pick()
+    a, b = rng.sample(pc if pos else nc, 2)
+    o = rng.choice(MINOR_NEG) if pos else rng.choice(pc)
+    who = rng.choice(PEOPLE)
+    if pos:
+        return (f"{rng.choice(OPEN)} I picked this {it} after {who} kept going on about it, and I was honestly expecting to be let down. "
+                f"I was wrong. {a.capitalize()}, and {b}. If I had to complain, {o}, but that is a small thing. {rng.choice(POS_VERDICT)}")
+    return (f"{rng.choice(OPEN)} I picked this {it} after {who} kept going on about it, and I was honestly expecting to love it. "
+            f"I didn't. {a.capitalize()}, and {b}. To be fair, {o}, but that does not make up for the rest. {rng.choice(NEG_VERDICT)}")
+
+def t_rating(pos):
+    _, it, pc, nc = pick()
+    r = rng.choice(["4/5", "5/5", "9/10", "8/10", "4 stars", "5 stars"] if pos else ["1/5", "2/5", "2/10", "3/10", "1 star", "2 stars"])
+    return f"{r} for the {it}. {rng.choice(pc if pos else nc).capitalize()}."
+
+def t_short(pos):
+    _, it, _, _ = pick()
+    adj = rng.choice(POS_ADJ if pos else NEG_ADJ)
+    return rng.choice([f"Really {adj} {it}.", f"{adj.capitalize()} {it}, honestly.", f"Such {'an' if adj[0] in 'aeiou' else 'a'} {adj} {it}."])
+
+def t_didnt(pos):
+    _, it, pc, nc = pick()
+    if pos:
+        return rng.choice([f"I didn't hate the {it}. Actually {rng.choice(pc)}.", f"Never thought I'd enjoy {a(it)} this much, {rng.choice(pc)}."])
+    return rng.choice([f"I didn't enjoy the {it} at all, {rng.choice(nc)}.", f"Never thought {a(it)} could be this bad, {rng.choice(nc)}."])
+
+TEMPLATES = [(t_simple, 3), (t_negated, 3), (t_expect, 2), (t_sarcasm, 2), (t_mixed, 3), (t_long, 2), (t_rating, 1), (t_short, 1), (t_didnt, 2)]
+funcs = [f for f, w in TEMPLATES for _ in range(w)]
 
 rows, seen = [], set()
-def add(t, l):
-    k = key(t)
+def add(text, label):
+    k = norm(text)
     if k and k not in seen:
-        seen.add(k); rows.append((t, l))
+        seen.add(k); rows.append((text, label)); return True
+    return False
 
-for t in POS_FREE: add(t.strip(), "positive")
-for t in NEG_FREE: add(t.strip(), "negative")
-# free sentences joined pairwise into longer mixed reviews (verdict carried by the last sentence)
-for _ in range(120):
-    lab = rng.choice(["positive", "negative"])
-    first = rng.choice(POS_FREE + NEG_FREE)
-    last = rng.choice(POS_FREE if lab == "positive" else NEG_FREE)
-    add(f"{first.strip()} {rng.choice(['But overall,', 'Still,', 'In the end,', 'All in all,'])} {last.strip()[0].lower() + last.strip()[1:]}", lab)
-while len(rows) < 720:
-    lab = "positive" if sum(1 for _, l in rows if l == "positive") <= sum(1 for _, l in rows if l == "negative") else "negative"
-    add(templated(lab), lab)
+for t in free_pos: assert add(t, "positive"), t
+for t in free_neg: assert add(t, "negative"), t
+TARGET = 704
+npos = sum(l == "positive" for _, l in rows); nneg = len(rows) - npos
+while npos < TARGET // 2 or nneg < TARGET // 2:
+    pos = npos < TARGET // 2 and (nneg >= TARGET // 2 or rng.random() < 0.5)
+    t = rng.choice(funcs)(pos)
+    if t and add(t, "positive" if pos else "negative"):
+        npos += pos; nneg += (not pos)
 rng.shuffle(rows)
-with (OUT / "reviews.csv").open("w", newline="", encoding="utf-8") as f:
+with open(OUT / "reviews.csv", "w", newline="") as f:
     w = csv.writer(f); w.writerow(["text", "label"]); w.writerows(rows)
 
-TAGS = {
-    "billing": ["I was charged twice for my order", "the invoice shows the wrong amount", "where is my refund",
-                "my card was billed after I cancelled", "the discount code was not applied at checkout",
-                "please send me a corrected receipt", "I see a subscription fee I never agreed to"],
-    "shipping": ["the parcel is a week late", "tracking has not updated in days", "the courier left it at the wrong address",
-                 "delivery was scheduled but nobody came", "the box arrived crushed", "can I change my delivery address"],
-    "product_quality": ["the zipper broke after two days", "the blender leaks from the base", "the colour faded after one wash",
-                        "the screen has a dead pixel", "the handle feels cheap and wobbly", "the shoes fell apart in a month"],
-    "customer_service": ["the agent was rude to me on the phone", "nobody answers my emails", "I waited an hour in the chat queue",
-                         "support closed my ticket without reading it", "the staff at the store were very helpful",
-                         "I was transferred five times"],
-    "app_bug": ["the app crashes when I open my orders", "I cannot log in since the update", "the checkout button does nothing",
-                "push notifications arrive twice", "the app freezes on the payment screen", "my saved cart keeps disappearing"],
+# ------------------------------------------------------------------ tags
+PHR = {
+ "billing": ["I was charged twice for order {n}", "my card was billed after I cancelled my subscription", "the invoice shows the wrong amount",
+    "I still haven't received the refund you promised", "there's a fee on my statement I never agreed to", "my discount code wasn't applied at checkout",
+    "you charged me for the premium plan but I'm on the basic one", "the VAT on my receipt is wrong", "my payment went through but the order says unpaid",
+    "I need a copy of my invoice for {m}", "the price went up without any notice", "I was billed in dollars instead of euros"],
+ "shipping": ["my parcel hasn't arrived after {d} days", "the tracking number doesn't work", "the courier left the package at the wrong address",
+    "the box arrived crushed", "order {n} is stuck in customs", "the delivery was marked as delivered but nothing came",
+    "I need to change my delivery address", "the express shipping took over a week", "only half my order was delivered",
+    "the driver never turned up in the delivery slot", "I'd like to know when order {n} will ship", "the parcel went back to the depot"],
+ "product_quality": ["the blender stopped working after a week", "the jacket's zip broke the first time I used it", "the screen has a dead pixel",
+    "the headphones crackle on the left side", "the shoes fell apart within a month", "the mug came with a crack in the handle",
+    "the charger gets dangerously hot", "the colour looks nothing like the photos", "the stitching is coming loose on the bag",
+    "the kettle leaks from the bottom", "the battery on the speaker only lasts an hour", "the chair wobbles even with all the screws tight"],
+ "customer_service": ["nobody has replied to my emails for {d} days", "the agent on the phone was rude to me", "I was on hold for over an hour",
+    "your chat agent closed the conversation without answering", "I was promised a callback that never happened",
+    "I've explained my problem to four different people", "the store staff refused to help me", "my complaint ticket was closed without a reply",
+    "I'd like to speak to a manager about how I was treated", "your support team keeps sending copy paste answers",
+    "the support line is never open when the website says it is", "the manager at the branch was very dismissive"],
+ "app_bug": ["the app crashes every time I open the basket", "I can't log in on the app, it just spins", "the app logs me out every few minutes",
+    "the checkout button in the app does nothing", "push notifications show orders that aren't mine", "the app freezes when I upload a photo",
+    "the latest app update deleted my saved addresses", "the app shows a blank white screen on Android", "search in the app returns no results at all",
+    "the dark mode in the app makes the text invisible", "the app keeps saying no internet connection when my wifi is fine",
+    "the password reset link in the app is broken"],
 }
-JOIN = [" and ", ". Also ", ", plus ", ". On top of that ", "; "]
-SIGN = ["", " Thanks.", " Please help.", " Very frustrating.", " Order #{n}.", " Sent from my phone.", " Regards, {name}."]
-NAMES = ["Ana", "Ben", "Chloe", "Dev", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jo"]
-trows, tseen = [], set()
-names = sorted(TAGS)
-while len(trows) < 260:
-    k = 1 if rng.random() < 0.6 else (2 if rng.random() < 0.8 else 3)
-    chosen = sorted(rng.sample(names, k))
-    parts = [rng.choice(TAGS[t]) for t in chosen]
-    rng.shuffle(parts)
-    text = parts[0]
+GREET = ["", "Hi, ", "Hello, ", "Hi there, ", "Good morning, ", "Hey, ", "Dear team, "]
+JOIN = [" and ", ". Also, ", ". On top of that, ", ", and ", ". Plus ", ". And now "]
+CLOSE = ["", " Please help.", " Can you sort this out?", " Thanks.", " This is really frustrating.", " What are my options?", " Please advise.", " I'd appreciate a quick reply."]
+MONTHS = ["March", "April", "May", "June", "last month", "my tax return"]
+
+HAND_TAGS = [
+ ("The app crashed during checkout and now I've been charged but have no order.", "app_bug|billing"),
+ ("Your courier dropped the box and the lamp inside is broken.", "shipping|product_quality"),
+ ("Customer service told me the refund was sent weeks ago but my bank shows nothing.", "customer_service|billing"),
+ ("Where is my order? It's been two weeks.", "shipping"),
+ ("Why was I charged a cancellation fee?", "billing"),
+ ("The app won't let me track my parcel, the tracking page just crashes, and it's already late.", "app_bug|shipping"),
+ ("Your phone line hangs up after the menu. I just want to talk to a person.", "customer_service"),
+ ("The vacuum I got is louder than a plane and the suction is weak.", "product_quality"),
+ ("I reported the broken toaster three times and nobody from support ever got back to me.", "product_quality|customer_service"),
+ ("Login on the app fails with error 500.", "app_bug"),
+ ("The sofa arrived two weeks late, the leg was cracked, and the driver was rude on the phone when I mentioned it.", "shipping|product_quality|customer_service"),
+ ("Double charged, order never shipped, and the app shows it as cancelled.", "billing|shipping|app_bug"),
+ ("The refund button in the app gives an error and I still haven't got my money back.", "app_bug|billing"),
+ ("Great product, but it took three weeks to get here.", "shipping"),
+ ("The agent was lovely but couldn't explain the extra charge on my bill.", "customer_service|billing"),
+ ("The paint on the bike is already peeling.", "product_quality"),
+ ("Subscription renewed even though I turned off auto renew in the app, which clearly doesn't save the setting.", "billing|app_bug"),
+ ("Nobody answers the live chat, and my package is still missing.", "customer_service|shipping"),
+ ("The replacement you sent for my faulty heater is faulty too.", "product_quality"),
+ ("App update wiped my loyalty points.", "app_bug"),
+]
+
+tag_rows, tseen = [], set()
+def tadd(text, labels):
+    k = norm(text)
+    if k not in tseen:
+        tseen.add(k); tag_rows.append((text, labels)); return True
+    return False
+
+for t, l in HAND_TAGS: assert tadd(t, l)
+tags = list(PHR)
+counts = {t: 0 for t in tags}
+for _, l in HAND_TAGS:
+    for t in l.split("|"): counts[t] += 1
+while len(tag_rows) < 260:
+    k = rng.choices([1, 2, 3], weights=[5, 4, 1])[0]
+    chosen = sorted(rng.sample(tags, k), key=tags.index)
+    parts = [rng.choice(PHR[t]).format(n=rng.randint(10000, 99999), d=rng.choice([3, 5, 7, 10, 12, 14]), m=rng.choice(MONTHS)) for t in chosen]
+    body = parts[0]
     for p in parts[1:]:
-        text += rng.choice(JOIN) + p
-    text = text[0].upper() + text[1:] + "." + rng.choice(SIGN).format(n=rng.randint(10000, 99999), name=rng.choice(NAMES))
-    kk = key(text)
-    if kk not in tseen:
-        tseen.add(kk); trows.append((text, "|".join(chosen)))
-with (OUT / "tags.csv").open("w", newline="", encoding="utf-8") as f:
-    w = csv.writer(f); w.writerow(["text", "labels"]); w.writerows(trows)
-print(len(rows), len(trows))
+        body += rng.choice(JOIN) + p
+    g = rng.choice(GREET)
+    text = g + body
+    text = text[0].upper() + text[1:] if not g else text
+    text = text.rstrip(".") + "." + rng.choice(CLOSE)
+    if tadd(text, "|".join(chosen)):
+        for t in chosen: counts[t] += 1
+rng.shuffle(tag_rows)
+with open(OUT / "tags.csv", "w", newline="") as f:
+    w = csv.writer(f); w.writerow(["text", "labels"]); w.writerows(tag_rows)
+print(len(rows), len(tag_rows), counts)
