@@ -1,5 +1,9 @@
-"""Classification metrics from probabilities: the numbers training selects models by."""
+"""Classification metrics from probabilities: the quick numbers training selects models by, and
+the full test report computed through `evaluate` with our own offline metric modules."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
@@ -10,6 +14,14 @@ def multi_hot(labels: list[list[int]], n: int) -> np.ndarray:
     for i, ls in enumerate(labels):
         out[i, list(ls)] = 1
     return out
+
+
+def resolve_metric(name: str, multi_label: bool) -> str:
+    """`auto` means accuracy for one label per text and micro-F1 for several: subset accuracy
+    punishes every partly-right row, so it ranks multi-label models poorly."""
+    if name != "auto":
+        return name
+    return "micro_f1" if multi_label else "accuracy"
 
 
 def quick_metrics(y_true, probs: np.ndarray, multi_label: bool, threshold: float = 0.5) -> dict[str, float]:
@@ -36,3 +48,50 @@ def best_threshold(truth: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     scores = [f1_score(truth, (probs >= t).astype(int), average="micro", zero_division=0) for t in grid]
     i = int(np.argmax(scores))
     return float(grid[i]), float(scores[i])
+
+
+# --------------------------------------------------------------------------- the test report
+# Test metrics go through `evaluate`, with our own metric modules loaded by path (the Hub
+# versions of `accuracy`, `f1`, ... need a network). The evaluate notebook calls
+# `evaluation_report`; its `metrics` are the run's test metrics, computed nowhere else.
+
+METRIC_MODULES = Path(__file__).resolve().parent / "metric_modules"
+
+
+def load_metric(name: str):
+    """One of our `evaluate` metric modules (see metric_modules/README.md), loaded offline by path."""
+    import evaluate
+
+    folder = METRIC_MODULES / name
+    if not (folder / f"{name}.py").is_file():
+        known = sorted(p.name for p in METRIC_MODULES.iterdir() if (p / f"{p.name}.py").is_file())
+        raise ValueError(f"unknown metric module {name!r}; known: {known}")
+    return evaluate.load(str(folder), keep_in_memory=True)
+
+
+def evaluation_report(truth, probs: np.ndarray, labels: list[str], multi_label: bool, threshold: float = 0.5,
+                      bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The full test report: `metrics` (flat numbers: the run's test metrics) and `details`
+    (per-class tables, confusion matrix, reliability bins, threshold sweep, ...)."""
+    probs = np.asarray(probs, dtype=np.float32)
+    if multi_label:
+        gold = truth if isinstance(truth, np.ndarray) else multi_hot(truth, probs.shape[1])
+        details = load_metric("multilabel_report").compute(
+            prediction_scores=probs.tolist(), references=gold.tolist(), labels=labels, threshold=threshold)
+        keys = ("subset_accuracy", "hamming_loss", "micro_f1", "macro_f1", "micro_precision", "micro_recall",
+                "macro_precision", "macro_recall", "threshold")
+        return {"metrics": {"n": int(len(gold)), **{k: details[k] for k in keys}}, "details": details}
+    gold = np.asarray(truth, dtype=np.int64)
+    labels_ = load_metric("classification_report").compute(
+        predictions=probs.argmax(1).tolist(), references=gold.tolist(), labels=labels, bootstrap=bootstrap, seed=seed)
+    calibration = load_metric("probability_report").compute(
+        prediction_scores=probs.tolist(), references=gold.tolist(), labels=labels)
+    metrics = {"n": int(len(gold)), "accuracy": labels_["accuracy"]}
+    for avg in ("macro", "micro", "weighted"):
+        metrics.update({f"{avg}_{k}": labels_[f"{avg}_{k}"] for k in ("f1", "precision", "recall")})
+    metrics.update({k: calibration[k] for k in ("roc_auc", "pr_auc", "ece", "brier")})
+    for name, (low, high) in labels_.get("ci", {}).items():
+        metrics.update({f"{name}_ci_low": low, f"{name}_ci_high": high})
+    per_class = {name: {**row, **calibration["per_class"][name]} for name, row in labels_["per_class"].items()}
+    details = {**labels_, "per_class": per_class, "reliability": calibration["reliability"]}
+    return {"metrics": metrics, "details": details}
