@@ -7,7 +7,7 @@
 Steps import the library inside their bodies: each Metaflow task is a fresh process, and
 importing torch, transformers and Dask for steps that do not need them costs seconds.
 """
-from metaflow import Config, FlowSpec, current, parallel, resources, step
+from metaflow import Config, FlowSpec, card, current, parallel, resources, step
 
 
 class TrainFlow(FlowSpec):
@@ -18,11 +18,13 @@ class TrainFlow(FlowSpec):
     def start(self):
         """Resolve the config once; every step and the record of this run use this snapshot."""
         from textclf.config import from_dict
+        from textclf.registry import start_run
         from textclf.training import run_paths
 
         self.cfg = self.config.to_dict()
         self.paths = run_paths(from_dict(self.cfg), "TrainFlow", current.origin_run_id or current.run_id)
-        print(f"artifacts under {self.paths['root']}")
+        self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}")
+        print(f"artifacts under {self.paths['root']}; MLflow run {self.mlflow_run_id}")
         self.next(self.preprocess)
 
     @resources(cpu=config.data.dask.worker_cpu, memory=8000)
@@ -46,7 +48,7 @@ class TrainFlow(FlowSpec):
 
         self.training = train_model(from_dict(self.cfg), self.manifest, self.paths,
                                     nnodes=current.parallel.num_nodes, node_rank=current.parallel.node_index,
-                                    master_addr=current.parallel.main_ip)
+                                    master_addr=current.parallel.main_ip, mlflow_run_id=self.mlflow_run_id)
         self.next(self.join_train)
 
     @step
@@ -59,23 +61,44 @@ class TrainFlow(FlowSpec):
         save_profile(self.model_uri, self.manifest)  # the reference MonitorFlow measures drift against
         self.next(self.evaluate)
 
+    @card(type="blank", id="evaluation", options={"title": "Evaluation notebooks"})
     @step
     def evaluate(self):
-        """Test-split metrics of the selected checkpoint."""
-        from textclf.evaluation import test_metrics
+        """Papermill runs the evaluation, error-analysis and data notebooks on this run; the
+        evaluate notebook's metrics.json is the test metrics, and the HTML pages fill the card."""
+        from textclf.notebooks import card_components, evaluate_run
 
-        self.test_metrics = test_metrics(self.model_uri, self.manifest["shards"]["test"])
+        self.test_metrics, self.reports, pages = evaluate_run(f"{current.flow_name}/{current.run_id}", self.paths["root"])
+        current.card["evaluation"].extend(card_components(self.test_metrics, pages))
         self.next(self.register)
 
     @step
     def register(self):
-        """MLflow registry and the champion / challenger gate (see the registry issue)."""
+        """MLflow: log what the run made, register a version, and let the gate pick the alias."""
+        from textclf.registry import log_evaluation, log_training, register, tag_data
+
+        run_id = self.mlflow_run_id
+        tag_data(self.cfg, run_id, self.manifest)
+        log_training(self.cfg, run_id, self.training)
+        log_evaluation(self.cfg, run_id, self.test_metrics, self.reports)
+        self.registration = register(self.cfg, run_id, self.model_uri, self.manifest,
+                                     f"{current.flow_name}/{current.run_id}")
+        current.run.add_tags([f"mlflow_run:{run_id}", f"model_version:{self.registration['version']}",
+                              f"gate:{self.registration['alias']}"])
         self.next(self.end)
 
+    @card(type="blank", id="summary")
     @step
     def end(self):
+        """Where the model is, how good it is, and where it came from."""
+        from textclf.lineage import lineage, summary_card
+
+        name, version = self.registration["model_name"], self.registration["version"]
+        self.lineage = lineage(f"models:/{name}/{version}", self.cfg["registry"]["tracking_uri"])
+        current.card["summary"].extend(summary_card(self.lineage, self.test_metrics, self.registration))
         print(f"test metrics: {self.test_metrics}")
         print(f"model: {self.model_uri}")
+        print(f"registered: models:/{name}/{version} ({self.registration['alias']}: {self.registration['reason']})")
 
 
 if __name__ == "__main__":

@@ -36,10 +36,25 @@ class DaskConfig:
     n_workers: int = 2
     threads_per_worker: int = 1
     kubernetes: bool = False
-    image: str = "${oc.env:TEXTCLF_IMAGE,textclf:latest}"
+    image: str = "${oc.env:TEXTCLF_IMAGE,${oc.env:METAFLOW_KUBERNETES_CONTAINER_IMAGE,textclf:latest}}"
+    # Kubernetes service account of the scheduler and worker pods (GCS access via Workload Identity).
+    service_account: str | None = "${oc.env:METAFLOW_KUBERNETES_SERVICE_ACCOUNT,null}"
     worker_cpu: int = 2
     worker_memory: str = "4Gi"
     partition_rows: int = 50_000
+
+
+@dataclass
+class AugmentConfig:
+    """EDA-style augmentation of the training split (see textclf.augment); off by default."""
+    enabled: bool = False
+    copies: int = 1  # augmented copies per training row, each made by one randomly chosen operation
+    synonym: float = 0.1  # fraction of words replaced by a lexicon synonym
+    insert: float = 0.1  # fraction of words: synonyms inserted at random places
+    swap: float = 0.1  # fraction of words: random pairs swapped
+    delete: float = 0.1  # probability of deleting each word
+    lexicon: str | None = None  # JSON {word: [synonyms, ...]}; None: the packaged English lexicon
+    seed: int = 13
 
 
 @dataclass
@@ -61,6 +76,7 @@ class DataConfig:
     max_bad_fraction: float = 0.01  # isolated bad rows (empty text, missing label) tolerated
     dedupe: bool = True
     clean: CleanConfig = field(default_factory=CleanConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
 
 
@@ -114,12 +130,14 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     model: str = "models:/textclf@champion"
+    variant: str = "torch"  # torch | onnx | onnx-int8 (exported on load when missing; see bench/serve.py)
     max_texts: int = 64
     max_chars: int = 5000
     batch_wait_ms: float = 5.0
     max_batch: int = 32
-    poll_seconds: float = 30.0
+    poll_seconds: float = 30.0  # how often to ask the registry where the alias points; 0: never
     feedback_root: str = "${artifact_root}/feedback"
+    max_csv_rows: int = 10_000  # batch tab: rows per uploaded CSV
 
 
 @dataclass
@@ -128,7 +146,7 @@ class RegistryConfig:
     artifact_location: str = ".textclf/mlruns"
     experiment: str = "textclf"
     model_name: str = "textclf"
-    gate_metric: str = "accuracy"
+    gate_metric: str = "auto"  # auto = accuracy / micro_f1 (multi-label), as train.metric
     gate_margin: float = 0.0
 
 
@@ -137,7 +155,7 @@ class MonitorConfig:
     batch: str | None = None  # an extra labelled batch (same columns as the training data)
     window_days: float = 30.0  # feedback newer than this counts as fresh
     min_labels: int = 20  # fewer fresh labels: no performance or drift verdict, only age
-    metric: str = "accuracy"  # accuracy | macro_f1 | micro_f1 | subset_accuracy
+    metric: str = "auto"  # auto (accuracy / micro_f1 for multi-label) | accuracy | macro_f1 | micro_f1 | subset_accuracy
     min_metric: float = 0.80
     max_psi: float = 0.25  # lengths and confidence
     max_label_shift: float = 0.20  # total variation distance of label shares
@@ -149,6 +167,31 @@ class MonitorConfig:
 
 
 @dataclass
+class SearchParam:
+    """One dimension of the search: `choices`, or a range `low`..`high` (integers when both are)."""
+    key: str = MISSING  # a dotted train.* or model.* config key
+    choices: list[Any] | None = None
+    low: Any = None
+    high: Any = None
+    log: bool = False
+    step: Any = None
+
+
+@dataclass
+class TuneConfig:
+    """TuneFlow: an Optuna study in rounds of parallel trials (see textclf.tuning)."""
+    sampler: str = "tpe"  # tpe | random | grid
+    rounds: int = 4  # rounds run one after another; each asks Optuna for new trials
+    trials_per_round: int = 2  # trials side by side: one foreach branch (a pod on Kubernetes) each
+    max_trials: int = 8  # total budget, at most rounds x trials_per_round
+    max_minutes: float = 0.0  # wall-time budget for starting new trials; 0: none
+    seed: int = 0
+    storage: str | None = None  # an Optuna RDB URL; None: sqlite under the run's artifact folder
+    kfold: int = 0  # >1: cross-validate the best config over k folds of train+val
+    space: list[SearchParam] = field(default_factory=list)
+
+
+@dataclass
 class TextclfConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -156,6 +199,7 @@ class TextclfConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     artifact_root: str = ".textclf/artifacts"
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textclf.config import TextclfConfig, TrainConfig, from_dict
-from textclf.metrics import best_threshold, multi_hot, quick_metrics
+from textclf.metrics import best_threshold, multi_hot, quick_metrics, resolve_metric
 from textclf.modeling import build_model
 from textclf.progress import progress
 from textclf.sampling import BucketBatchSampler, collate, shard_indices
@@ -226,12 +226,6 @@ def predict_probs(model: nn.Module, split: Split, d: Dist, batch_size: int, pad_
     return np.concatenate([p for p in parts if p is not None])
 
 
-def selection_metric(cfg: TrainConfig, multi_label: bool) -> str:
-    if cfg.metric != "auto":
-        return cfg.metric
-    return "micro_f1" if multi_label else "accuracy"
-
-
 # --------------------------------------------------------------------------- the loop
 
 def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, Any] | None:
@@ -274,7 +268,7 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
     dtype = amp_dtype(tc, d.device)
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None) \
         if d.world_size > 1 else model
-    metric_name = selection_metric(tc, multi_label)
+    metric_name = resolve_metric(tc.metric, multi_label)
 
     ckpts = Checkpoints(Path(spec["checkpoint_dir"]), d)
     state = {"epoch": 0, "micro": 0, "step": 0, "best": -math.inf, "best_epoch": -1, "bad_epochs": 0,
@@ -291,13 +285,21 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
             print(f"resumed from {resume_from} (epoch {state['epoch']}, step {state['step']})", flush=True)
 
     log_path = Path(spec["log_dir"]) / "metrics.jsonl"
+    tracker = None
     if d.main:
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if spec.get("mlflow_run_id"):
+            from textclf.registry import MetricLogger
+
+            tracker = MetricLogger(cfg.registry.tracking_uri, spec["mlflow_run_id"])
 
     def log(record: dict[str, Any]) -> None:
+        """Rank 0: a JSONL line, and live metrics in the flow's MLflow run when it has one."""
         if d.main:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if tracker is not None:
+                tracker.log(record)
 
     def snapshot() -> dict[str, Any]:
         return {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}

@@ -20,10 +20,11 @@ def run_paths(cfg: TextclfConfig, flow: str, run_key: str) -> dict[str, str]:
 
 
 def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, str], nnodes: int = 1,
-                node_rank: int = 0, master_addr: str | None = None) -> dict[str, Any]:
-    """Fine-tune on the manifest's shards with torchrun; returns the rank-0 training record."""
+                node_rank: int = 0, master_addr: str | None = None, mlflow_run_id: str | None = None) -> dict[str, Any]:
+    """Fine-tune on the manifest's shards with torchrun; returns the rank-0 training record.
+    With `mlflow_run_id`, rank 0 logs its step and epoch metrics into that MLflow run."""
     spec = {"config": to_dict(cfg), "manifest": manifest, "output": paths["model"],
-            "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"]}
+            "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"], "mlflow_run_id": mlflow_run_id}
     Path(paths["spec"]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths["spec"]).write_text(json.dumps(spec, indent=2))
     nproc = default_nproc(cfg.train.nproc_per_node)

@@ -1,0 +1,201 @@
+"""MLflow tracking and the champion / challenger gate: two TrainFlow runs against a real
+`mlflow server` (sqlite backend, proxied artifacts), and the gate on the default sqlite store."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from conftest import SANDBOX, TINY, latest_run, run_flow
+from serving import free_port
+
+pytestmark = pytest.mark.integration
+# Barely trained: about chance on the toy set, where TINY reaches ~1.0.
+WORSE = "model=tiny train.lr=1e-6 train.epochs=1 train.batch_size=16 train.checkpoint_every_steps=0"
+SERVED = "served-gate"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server():
+    """`mlflow server` with a sqlite backend and proxied local artifacts, one worker, 127.0.0.1."""
+    root = SANDBOX / "mlflow-server"
+    root.mkdir(exist_ok=True)
+    port = free_port()
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'db.sqlite'}",
+                             "--artifacts-destination", str(root / "artifacts")], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def server_runs(mlflow_server, toy_csv):
+    """A deliberately weak TrainFlow, then a good one, both tracked and registered on the server."""
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    runs = {}
+    for key, overrides in (("weak", WORSE), ("strong", TINY)):
+        done = run_flow("train_flow.py", f"data.source={toy_csv} {overrides} registry.model_name={SERVED}", env=env)
+        runs[key] = latest_run("TrainFlow")
+        runs[f"{key}_log"] = done.stdout + done.stderr
+    return runs
+
+
+def _registration(run) -> dict:
+    return run["register"].task["registration"].data
+
+
+def test_first_model_is_champion_and_a_better_second_one_takes_over(server_runs, mlflow_server):
+    first, second = _registration(server_runs["weak"]), _registration(server_runs["strong"])
+    assert (first["alias"], first["reason"]) == ("champion", "no champion yet")
+    assert second["alias"] == "champion" and second["previous_champion"] == first["version"]
+    assert second["candidate"] > second["champion"]
+    assert f"{SERVED} v{second['version']} -> champion" in server_runs["strong_log"]  # the decision is printed
+
+    client = MlflowClient(mlflow_server)
+    assert str(client.get_model_version_by_alias(SERVED, "champion").version) == second["version"]
+    tags = client.get_model_version(SERVED, second["version"]).tags
+    assert tags["gate.decision"] == "champion" and tags["gate.champion_version"] == first["version"]
+    assert float(tags["gate.candidate"]) == pytest.approx(second["candidate"])
+    assert float(tags["gate.champion"]) == pytest.approx(second["champion"])
+    mlflow_run = client.get_run(server_runs["strong"]["start"].task["mlflow_run_id"].data)
+    assert mlflow_run.data.metrics["gate_champion_accuracy"] == pytest.approx(second["champion"])
+    assert mlflow_run.data.params["gate.decision"] == "champion"
+
+
+def test_one_mlflow_run_holds_config_code_data_curves_and_artifacts(server_runs, mlflow_server):
+    run = server_runs["strong"]
+    client = MlflowClient(mlflow_server)
+    mlflow_run = client.get_run(run["start"].task["mlflow_run_id"].data)
+    cfg = run["start"].task["cfg"].data
+    assert mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.data.params["model.backbone"] == cfg["model"]["backbone"] == "tiny-bert"
+    assert mlflow_run.data.params["train.lr"] == str(cfg["train"]["lr"])
+    tags = mlflow_run.data.tags
+    assert tags["metaflow.pathspec"] == run.pathspec and tags["backbone"] == "tiny-bert"
+    assert tags["data.fingerprint"] == run["end"].task["data_fingerprint"].data
+    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in ("True", "False")
+
+    # Rank 0 logged the curves live: per-step train_loss only exists that way (no backfill of steps).
+    history = run["end"].task["training"].data["history"]
+    steps = client.get_metric_history(mlflow_run.info.run_id, "train_loss")
+    assert steps and all(m.step % 10 == 0 for m in steps)
+    val = client.get_metric_history(mlflow_run.info.run_id, "val_accuracy")
+    assert [m.value for m in sorted(val, key=lambda m: m.step)] == pytest.approx([h["val_accuracy"] for h in history])
+    assert mlflow_run.data.metrics["test_accuracy"] == pytest.approx(run["end"].task["test_metrics"].data["accuracy"])
+    assert mlflow_run.data.metrics["train_samples_per_s"] > 0
+
+    artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
+    assert {"model", "config.json", "metrics.json", "training.json", "data"} <= artifacts
+    model_files = {Path(a.path).name for a in client.list_artifacts(mlflow_run.info.run_id, "model")}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= model_files
+    assert not any(name.endswith((".pkl", ".pickle")) for name in model_files)
+
+
+def test_metaflow_run_points_back_to_mlflow(server_runs):
+    run = server_runs["strong"]
+    reg = _registration(run)
+    assert {f"mlflow_run:{run['start'].task['mlflow_run_id'].data}", f"model_version:{reg['version']}",
+            "gate:champion"} <= set(run.tags)
+    assert "gate:champion" in server_runs["weak"].tags  # the weak one was champion when it was registered
+
+
+def test_lineage_round_trips_from_the_alias_to_the_run_that_made_it(server_runs, mlflow_server, toy_csv):
+    strong = server_runs["strong"]
+    done = subprocess.run([sys.executable, "-m", "textclf.cli", "lineage", f"models:/{SERVED}@champion", "--json"],
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}, capture_output=True, text=True,
+                          check=True)
+    record = json.loads(done.stdout)
+    assert record["metaflow_run"] == strong.pathspec
+    assert record["data_fingerprint"] == strong["end"].task["manifest"].data["fingerprint"]["sha256"]
+    assert record["config"] == strong["start"].task["cfg"].data
+    assert record["data_sources"][str(toy_csv)]["sha256"]
+    assert record["test_metrics"]["accuracy"] == pytest.approx(strong["end"].task["test_metrics"].data["accuracy"])
+
+
+def test_resolve_model_loads_the_champion_from_the_server(server_runs, mlflow_server):
+    from textclf.predict import Predictor
+    from textclf.registry import resolve_model
+
+    reg = _registration(server_runs["strong"])
+    model = resolve_model(f"models:/{SERVED}@champion", tracking_uri=mlflow_server)
+    assert (model.name, model.version, model.alias) == (SERVED, reg["version"], "champion")
+    assert model.run_id == server_runs["strong"].pathspec
+    out = Predictor(model.path).predict(["the film was truly wonderful show 12"])
+    assert out[0]["label"] == "positive"
+    again = resolve_model(f"models:/{SERVED}/{reg['version']}", tracking_uri=mlflow_server)
+    assert again.path == model.path and again.alias is None  # cached by the version's artifact URI
+
+
+def test_default_sqlite_store_keeps_the_champion_when_a_worse_model_arrives(trained_run, server_runs):
+    """The gate on the default store (sqlite file, local artifact root): the good model of the
+    shared run, then the weak model of the server test, both scored on the same test split."""
+    from textclf.registry import register, start_run, tag_data
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    trained = _registration(trained_run)
+    version = client.get_model_version(trained["model_name"], trained["version"])
+    assert version.run_id == trained_run["start"].task["mlflow_run_id"].data
+    assert Path(client.get_run(version.run_id).info.artifact_uri.removeprefix("file://")).is_relative_to(SANDBOX)
+
+    name = "sqlite-gate"
+    decisions = []
+    for run in (trained_run, server_runs["weak"]):
+        cfg = {**run["start"].task["cfg"].data, "registry": {**trained_run["start"].task["cfg"].data["registry"],
+                                                             "model_name": name}}
+        manifest = run["end"].task["manifest"].data
+        mlflow_run = start_run(cfg, run.pathspec)
+        tag_data(cfg, mlflow_run, manifest)
+        decisions.append(register(cfg, mlflow_run, run["end"].task["model_uri"].data, manifest, run.pathspec))
+    good, weak = decisions
+    assert good["alias"] == "champion" and weak["alias"] == "challenger", weak
+    assert weak["candidate"] <= weak["champion"] == pytest.approx(good["candidate"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == good["version"]
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == weak["version"]
+    assert client.get_model_version(name, weak["version"]).tags["gate.decision"] == "challenger"
+
+
+def test_gate_matches_gold_labels_by_name_not_by_id(trained_run):
+    """A champion may order its labels differently: the gate compares label names."""
+    from textclf.errors import TextclfError
+    from textclf.registry import gate_score
+
+    manifest = trained_run["end"].task["manifest"].data
+    model, test = trained_run["end"].task["model_uri"].data, manifest["shards"]["test"]
+    id2label = manifest["id2label"]
+    right = gate_score(model, test, id2label, "accuracy")
+    swapped = dict(zip(id2label, reversed(list(id2label.values()))))  # binary: every gold label flips
+    assert right > 0.8
+    assert gate_score(model, test, swapped, "accuracy") == pytest.approx(1 - right)
+    with pytest.raises(TextclfError, match="gate_metric='micro_f1'"):
+        gate_score(model, test, id2label, "micro_f1")
+
+
+def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys):
+    from textclf.registry import MetricLogger
+
+    logger = MetricLogger(f"sqlite:///{tmp_path / 'mlflow.db'}", "no-such-run")
+    for step in (10, 20):
+        logger.log({"kind": "step", "step": step, "epoch": 0.5, "loss": 0.5, "lr": 1e-3})
+    assert capsys.readouterr().out.count("live metrics stop here") == 1
