@@ -32,8 +32,12 @@ def exists(uri: str) -> bool:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write through a temporary name then move, so readers never see half a file."""
+    """Readers never see half a file: an object store publishes an upload only when it completes
+    (a move there is a copy + delete), a local file is written under a temporary name then moved."""
     fs, path = filesystem(uri)
+    if is_remote(uri):
+        fs.pipe_file(path, data)
+        return
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -1,0 +1,184 @@
+"""The Kubernetes path without a cluster: `argo-workflows create --only-json` for every flow against
+the emulator's gs:// datastore, and the Dask KubeCluster spec.
+
+What a cluster would run is fully decided here: the pod specs (GPU limits, CPU, memory, image,
+namespace, service account, tolerations), the JobSet of the multi-node train step, the code
+package (uploaded to the gs:// datastore) and the resolved config inside it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from support.gcs_emulator import gcs  # noqa: F401  (the fixture)
+
+FLOWS = sorted(p.name for p in (ROOT / "flows").glob("*_flow.py"))
+IMAGE = "europe-west4-docker.pkg.dev/acme-ml/textclf/textclf:0.1.0"
+TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+TRAIN = "train.resources.gpu=2 train.resources.cpu=8 train.resources.memory=30000 train.resources.num_nodes=2"
+
+
+def deploy_env(gcs) -> dict[str, str]:
+    """What `docs/gke.md` tells a user to set (Metaflow reads METAFLOW_*, textclf reads the rest)."""
+    return {
+        **os.environ, **gcs.env(),
+        "METAFLOW_DEFAULT_DATASTORE": "gs",
+        "METAFLOW_DATASTORE_SYSROOT_GS": gcs.url("metaflow"),
+        "METAFLOW_KUBERNETES_CONTAINER_IMAGE": IMAGE,
+        "METAFLOW_KUBERNETES_NAMESPACE": "textclf",
+        "METAFLOW_KUBERNETES_SERVICE_ACCOUNT": "textclf-runner",
+        "METAFLOW_KUBERNETES_GPU_VENDOR": "nvidia",
+        "METAFLOW_KUBERNETES_TOLERATIONS": json.dumps(TOLERATIONS),
+        "TEXTCLF_ARTIFACT_ROOT": gcs.url("artifacts"),
+        "TEXTCLF_MLFLOW_ARTIFACTS": gcs.url("mlruns"),
+        "MLFLOW_TRACKING_URI": "http://mlflow.textclf.svc.cluster.local:5000",
+    }
+
+
+def compile_flow(gcs, flow: str, overrides: str = "") -> dict:
+    cmd = [sys.executable, str(ROOT / "flows" / flow), "--no-pylint", "--config-value", "config", overrides,
+           "argo-workflows", "create", "--only-json"]
+    done = subprocess.run(cmd, cwd=ROOT, env=deploy_env(gcs), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def templates(workflow: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in workflow["spec"]["templates"]}
+
+
+def jobset(template: dict) -> dict:
+    """The JobSet manifest of a @parallel step. Its Argo expressions `{{x}}` are not YAML where
+    they stand unquoted, so they are read as `<<x>>`."""
+    return yaml.safe_load(template["resource"]["manifest"].replace("{{", "<<").replace("}}", ">>"))
+
+
+def env_of(container: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def packaged_config(workflow: dict) -> dict:
+    """The resolved textclf config inside the code package the pods download from gs://."""
+    from textclf import storage
+
+    container = next(t["container"] for t in workflow["spec"]["templates"] if "container" in t
+                     and "METAFLOW_CODE_URL" in env_of(t["container"]))
+    fs, path = storage.filesystem(env_of(container)["METAFLOW_CODE_URL"])
+    with tarfile.open(fileobj=io.BytesIO(fs.cat(path))) as tar:
+        meta = json.load(tar.extractfile(".mf_meta/CONFIG"))
+        names = tar.getnames()
+    value = meta["user_configs"]["config"]
+    return {"config": value[0] if isinstance(value, list) else value, "files": names}
+
+
+@pytest.fixture(scope="module")
+def train_workflow(gcs) -> dict:
+    return compile_flow(gcs, "train_flow.py", TRAIN)
+
+
+@pytest.mark.parametrize("flow", FLOWS)
+def test_every_flow_compiles_to_argo_on_the_gs_datastore(gcs, flow):
+    workflow = compile_flow(gcs, flow)
+    assert workflow["kind"] == "WorkflowTemplate"
+    assert workflow["metadata"]["namespace"] == "textclf"
+    pods = [t for t in workflow["spec"]["templates"] if "container" in t and t["name"] != "error-msg-capture-hook"]
+    assert pods
+    for t in pods:
+        assert t["container"]["image"] == IMAGE, t["name"]
+        assert t["serviceAccountName"] == "textclf-runner", t["name"]
+        env = env_of(t["container"])
+        assert env["METAFLOW_DEFAULT_DATASTORE"] == "gs"
+        assert env["METAFLOW_DATASTORE_SYSROOT_GS"] == gcs.url("metaflow")
+        assert env["METAFLOW_CODE_URL"].startswith(gcs.url("metaflow") + "/")
+
+
+def test_train_step_is_a_gpu_jobset_with_the_configured_nodes(gcs, train_workflow):
+    by_name = templates(train_workflow)
+    spec = jobset(by_name["train"])
+    assert spec["kind"] == "JobSet"
+    jobs = {job["name"]: job for job in spec["spec"]["replicatedJobs"]}
+    assert set(jobs) == {"control", "worker"} and jobs["control"]["replicas"] == 1
+    # Workers = num_parallel - 1, where num_parallel is what the preprocess step hands to `next`.
+    assert jobs["worker"]["replicas"] == "<<=asInt(inputs.parameters.workerCount)>>"
+    gang = by_name["preprocess-foreach-parallel"]["dag"]["tasks"][0]["arguments"]["parameters"]
+    worker_count = next(p["value"] for p in gang if p["name"] == "workerCount")
+    assert "sprig.sub(sprig.int(inputs.parameters['num-parallel']),1)" in worker_count
+    assert any(p["name"] == "num-parallel" for p in by_name["preprocess"]["outputs"]["parameters"])
+
+    for name, job in jobs.items():
+        pod = job["template"]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["image"] == IMAGE
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "2", name
+        assert float(container["resources"]["requests"]["cpu"]) == 8
+        assert container["resources"]["requests"]["memory"] == "30000.0M"
+        assert pod["serviceAccountName"] == "textclf-runner"
+        assert pod["tolerations"] == TOLERATIONS
+        assert job["template"]["metadata"]["namespace"] == "textclf"
+        env = env_of(container)
+        assert env["MF_WORLD_SIZE"] == "<<inputs.parameters.num-parallel>>"  # ranks find each other
+        assert env["MF_MASTER_ADDR"].startswith("<<inputs.parameters.jobset-name>>-control-0-0.")
+        assert env["METAFLOW_DEFAULT_DATASTORE"] == "gs"
+
+
+def test_only_the_train_step_asks_for_gpus(train_workflow):
+    by_name = templates(train_workflow)
+    for name in ("start", "preprocess", "join-train", "evaluate", "register", "end"):
+        resources = by_name[name]["container"]["resources"]
+        assert "nvidia.com/gpu" not in resources.get("limits", {}), name
+    assert float(by_name["preprocess"]["container"]["resources"]["requests"]["cpu"]) == 2  # data.dask.worker_cpu
+
+
+def test_pods_get_the_resolved_config_with_gs_and_mlflow_settings(gcs, train_workflow):
+    """Pods read settings from the config resolved at deploy time, shipped in the code package."""
+    package = packaged_config(train_workflow)
+    cfg = package["config"]
+    assert cfg["train"]["resources"] == {"gpu": 2, "cpu": 8, "memory": 30000, "num_nodes": 2}
+    assert cfg["artifact_root"] == gcs.url("artifacts")
+    assert cfg["registry"]["artifact_location"] == gcs.url("mlruns")
+    assert cfg["registry"]["tracking_uri"] == "http://mlflow.textclf.svc.cluster.local:5000"
+    assert cfg["serve"]["feedback_root"] == gcs.url("artifacts", "feedback")
+    assert cfg["data"]["dask"]["image"] == IMAGE  # Dask pods run the same image
+    assert cfg["data"]["dask"]["service_account"] == "textclf-runner"
+    # textclf itself comes from the image (Dask workers need it there too), not the code package.
+    assert "train_flow.py" in package["files"]
+    assert not any("textclf/" in name for name in package["files"])
+
+
+@pytest.mark.skipif("monitor_flow.py" not in FLOWS, reason="no MonitorFlow")
+def test_monitor_flow_is_scheduled(gcs):
+    workflow = compile_flow(gcs, "monitor_flow.py", "monitor.schedule='30 5 * * 1'")
+    cron = json.loads(workflow["metadata"]["annotations"]["metaflow/cron"])
+    assert cron["schedule"] == "30 5 * * 1"
+
+
+def test_dask_kube_cluster_spec():
+    """`data.dask.kubernetes=true`: the operator's DaskCluster resource, built without a cluster."""
+    from textclf.config import compose
+    from textclf.preprocess import kube_cluster_spec
+
+    cfg = compose(f"data.dask.kubernetes=true data.dask.image={IMAGE} data.dask.n_workers=6 "
+                  "data.dask.worker_cpu=4 data.dask.worker_memory=16Gi data.dask.service_account=textclf-runner")
+    spec = kube_cluster_spec(cfg.data.dask)
+    assert spec["kind"] == "DaskCluster" and spec["metadata"]["name"] == "textclf-preprocess"
+    worker = spec["spec"]["worker"]
+    assert worker["replicas"] == 6
+    container = worker["spec"]["containers"][0]
+    assert container["image"] == IMAGE
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi"}
+    assert container["resources"]["requests"] == {"cpu": "4", "memory": "16Gi"}
+    assert container["args"][:2] == ["dask", "worker"]
+    scheduler = spec["spec"]["scheduler"]["spec"]
+    assert scheduler["containers"][0]["image"] == IMAGE
+    assert worker["spec"]["serviceAccountName"] == scheduler["serviceAccountName"] == "textclf-runner"
+    assert "serviceAccountName" not in kube_cluster_spec(compose("data.dask.service_account=null").data.dask)[
+        "spec"]["worker"]["spec"]
