@@ -9,6 +9,7 @@ import sys
 COMMANDS = {
     "lineage": ("textclf.lineage", "print where a registered model came from: run, data, code, config"),
     "serve": ("textclf.serve.app", "serve a model: Gradio demo + JSON API"),
+    "export": ("textclf.export", "export a model to ONNX (fp32 and int8) and record accuracy parity"),
 }
 
 

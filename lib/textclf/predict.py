@@ -1,6 +1,7 @@
 """Batched inference from a saved model folder: what evaluation, serving and notebooks share."""
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,36 @@ import textclf.modeling  # noqa: F401  (registers the textclf model type with th
 from textclf.sampling import collate
 
 
+VARIANTS = ("torch", "onnx", "onnx-int8")
+
+
 class Predictor:
-    """Tokenize, sort by length, batch, run under `inference_mode`, and restore input order."""
+    """Tokenize, sort by length, batch, run under `inference_mode`, and restore input order.
 
-    def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    `variant` picks what computes the logits: the PyTorch weights (`torch`), or the ONNX graphs
+    that `textclf export` writes into the model folder (`onnx` fp32, `onnx-int8` dynamic int8,
+    CPU, faster). Everything around the model call is the same code for all three. The PyTorch
+    model (`.model`, used by attributions and embeddings) is loaded on first use for ONNX variants.
+    """
 
+    def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None,
+                 variant: str = "torch"):
+        from transformers import AutoConfig, AutoTokenizer
+
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {list(VARIANTS)}, not {variant!r}")
         self.model_dir = str(model_dir)
+        self.variant = variant
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).eval()
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model.to(self.device)
-        cfg = self.model.config
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() and variant == "torch" else "cpu"))
+        if variant == "torch":
+            self._logits = lambda batch: self.model(**batch).logits
+            cfg = self.model.config
+        else:
+            from textclf.export import onnx_logits
+
+            self._logits = onnx_logits(self.model_dir, variant, threads=torch.get_num_threads())
+            cfg = AutoConfig.from_pretrained(self.model_dir)
         self.id2label = {int(k): v for k, v in cfg.id2label.items()}
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
         self.multi_label = getattr(cfg, "multi_label", cfg.problem_type == "multi_label_classification")
@@ -31,6 +50,12 @@ class Predictor:
         self.max_length = min(int(self.tokenizer.model_max_length or positions), positions)
         self.batch_size = batch_size
         self.pad_id = self.tokenizer.pad_token_id or 0
+
+    @cached_property
+    def model(self) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(self.model_dir).eval().to(self.device)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)["input_ids"]
@@ -43,7 +68,7 @@ class Predictor:
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             batch = {k: v.to(self.device) for k, v in collate([input_ids[i] for i in idx], self.pad_id).items()}
-            logits = self.model(**batch).logits.float()
+            logits = self._logits(batch).float()
             out[idx] = (torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)).cpu().numpy()
         return out
 
