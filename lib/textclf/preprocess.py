@@ -7,6 +7,8 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from textclf.augment import augment_partition
+from textclf.augment import check as check_augment
 from textclf.config import DaskConfig, TextclfConfig
 from textclf.data import (
     INSPECT_META, SPLITS, DataError, fingerprint, inspect_partition, materialize_partition, plan, read_source, sources,
@@ -22,8 +24,12 @@ def kube_cluster_spec(cfg: DaskConfig, name: str = "textclf-preprocess") -> dict
 
     resources = {"requests": {"cpu": str(cfg.worker_cpu), "memory": cfg.worker_memory},
                  "limits": {"cpu": str(cfg.worker_cpu), "memory": cfg.worker_memory}}
-    return make_cluster_spec(name=name, image=cfg.image, n_workers=cfg.n_workers, resources=resources,
+    spec = make_cluster_spec(name=name, image=cfg.image, n_workers=cfg.n_workers, resources=resources,
                              worker_command="dask worker")
+    if cfg.service_account:
+        for pod in (spec["spec"]["worker"]["spec"], spec["spec"]["scheduler"]["spec"]):
+            pod["serviceAccountName"] = cfg.service_account
+    return spec
 
 
 @contextmanager
@@ -98,6 +104,8 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
     ddf = dd.concat(frames) if len(frames) > 1 else frames[0]
     fp = fingerprint(srcs)
     tokenizer_path = resolve_backbone(cfg.model.backbone)
+    if data.augment.enabled:
+        check_augment(data.augment)
     with dask_client(data.dask):
         (thin,) = _compute(ddf.map_partitions(inspect_partition, data, meta=INSPECT_META), where=where)
         decided = plan(thin, data, cfg.train.seed, spans)
@@ -110,7 +118,10 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
         schema = shard_schema(data.multi_label)
         writes = []
         for code, name in enumerate(SPLITS):
-            part = rows[rows["split"] == code].map_partitions(
+            part = rows[rows["split"] == code]
+            if name == "train" and data.augment.enabled:  # after the split: copies never reach val/test
+                part = part.map_partitions(augment_partition, data.augment, meta=part._meta)
+            part = part.map_partitions(
                 tokenize_partition, tokenizer_path, cfg.model.max_length, meta=meta_frame(data.multi_label))
             writes.append(part.to_parquet(join(out_uri, "shards", name), schema=schema, write_index=False,
                                           compute=False, name_function=lambda i: f"part-{i:05d}.parquet"))
@@ -129,6 +140,7 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
         "fingerprint": fp,
         "token_lengths": token_lengths,
         **decided.report,
+        "augmented_rows": token_lengths["train"]["count"] - decided.report["splits"]["train"]["rows"],
     }
     write_json(join(out_uri, "manifest.json"), manifest)
     return manifest
