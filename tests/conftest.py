@@ -23,6 +23,7 @@ os.environ.update({
     "METAFLOW_USER": "tester",
     "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(SANDBOX / "metaflow"),
     "TEXTCLF_ARTIFACT_ROOT": str(SANDBOX / "artifacts"),
+    "TEXTCLF_CACHE": str(SANDBOX / "cache"),
     "MLFLOW_TRACKING_URI": f"sqlite:///{SANDBOX / 'mlflow.db'}",
     "TEXTCLF_MLFLOW_ARTIFACTS": str(SANDBOX / "mlruns"),
     "HF_HUB_OFFLINE": "1",

@@ -47,14 +47,16 @@ def test_feedback_is_validated_and_the_latest_correction_wins():
 
 
 def test_new_version_keeps_every_earlier_row_and_adds_each_accepted_row_once(tmp_path):
-    previous = pd.DataFrame({"text": ["a fine film", "a dull film", "a dull film"], "label": ["pos", "neg", "neg"]})
+    # string dtype, as the data readers give it (pandas 3 turns tuples from Series.map into lists)
+    previous = pd.DataFrame({"text": ["a fine film", "a dull film", "a dull film"], "label": ["pos", "neg", "neg"]},
+                            dtype="string")
     fb, _ = accepted_feedback(_feedback([("A fine film", ["pos"]),  # already there with this label: adds nothing
                                          ("a dull film", ["pos"]),  # a correction: appended
                                          ("new text", ["neg"]), ("new text", ["neg"])]), ["neg", "pos"], False)
     version = new_data_version(previous, fb, "text", "label", False, "|", str(tmp_path))
     data = pd.read_csv(version["uri"])
     assert version["rows"] == len(data) == 5 and version["added_rows"] == 2
-    assert data.iloc[:3].equals(previous)  # earlier rows untouched, in order
+    assert data.iloc[:3].astype("string").equals(previous)  # earlier rows untouched, in order
     assert data.iloc[3:].values.tolist() == [["a dull film", "pos"], ["new text", "neg"]]
     raw = open(version["uri"], "rb").read()
     assert hashlib.sha256(raw).hexdigest() == version["sha256"]

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 
 from textclf.data import normalized_key
-from textclf.metrics import multi_hot, quick_metrics
+from textclf.metrics import multi_hot, quick_metrics, resolve_metric
 from textclf.predict import Predictor
 from textclf.sampling import collate
-from textclf.storage import filesystem, join, read_json, write_bytes, write_json
+from textclf.storage import filesystem, join, local_dir, read_json, write_bytes, write_json
 
 PROFILE = "profile.json"
 EMBEDDINGS = "profile_embeddings.npy"
@@ -75,8 +75,8 @@ def save_profile(model_uri: str, manifest: dict[str, Any], max_rows: int = 2000,
         texts += table["text"]
         labels += [[id2label[i] for i in (y if isinstance(y, list) else [y])] for y in table["label"]]
     pick = np.sort(np.random.default_rng(seed).permutation(len(texts))[:max_rows])
-    predictor = Predictor(model_uri)
-    profile, vectors = describe(predictor, [texts[i] for i in pick], [labels[i] for i in pick])
+    with local_dir(model_uri) as model_dir:  # a gs:// model is read from a temporary copy
+        profile, vectors = describe(Predictor(model_dir), [texts[i] for i in pick], [labels[i] for i in pick])
     profile["created"] = datetime.now(timezone.utc).isoformat()
     buf = io.BytesIO()
     np.save(buf, vectors.astype(np.float32))
@@ -167,13 +167,14 @@ def assess(mcfg, predictor: Predictor, profile: dict[str, Any], reference_vector
     texts, labels = fresh["text"].tolist(), fresh["labels"].tolist()
     probs = predictor.predict_proba(texts)
     metrics: dict[str, float] = {}
-    if len(texts) >= mcfg.min_labels:
-        index = {label: i for i, label in enumerate(predictor.labels)}
+    index = {label: i for i, label in enumerate(predictor.labels)}
+    scorable = [i for i, row in enumerate(labels) if row and set(row) <= set(index)]  # a label it never learned: no score
+    if len(scorable) >= mcfg.min_labels:
+        gold = [[index[x] for x in labels[i]] for i in scorable]
         if predictor.multi_label:
-            truth = multi_hot([[index[x] for x in row] for row in labels], len(index))
-            metrics = quick_metrics(truth, probs, True, predictor.threshold)
+            metrics = quick_metrics(multi_hot(gold, len(index)), probs[scorable], True, predictor.threshold)
         else:
-            metrics = quick_metrics([index[row[0]] for row in labels], probs, False)
+            metrics = quick_metrics([row[0] for row in gold], probs[scorable], False)
     current, vectors = describe(predictor, texts, labels, max_embeddings=len(reference_vectors) or 256)
     mmd2, p_value = mmd_test(reference_vectors, vectors, permutations=mcfg.permutations)
     drift = {
@@ -185,9 +186,9 @@ def assess(mcfg, predictor: Predictor, profile: dict[str, Any], reference_vector
     }
     age = (datetime.now(timezone.utc) - model_created).total_seconds() / 86400
     reasons = []
-    metric = mcfg.metric if mcfg.metric in metrics else None
-    if metric is not None and metrics[metric] < mcfg.min_metric:
-        reasons.append(f"{metric} on {len(texts)} fresh labels fell to {metrics[metric]:.2f} < {mcfg.min_metric:.2f}")
+    metric = resolve_metric(mcfg.metric, predictor.multi_label)
+    if metric in metrics and metrics[metric] < mcfg.min_metric:
+        reasons.append(f"{metric} on {len(scorable)} fresh labels fell to {metrics[metric]:.2f} < {mcfg.min_metric:.2f}")
     if len(texts) >= mcfg.min_labels:
         for name, limit in (("label_shift_tv", mcfg.max_label_shift), ("length_psi", mcfg.max_psi),
                             ("confidence_psi", mcfg.max_psi)):
@@ -237,7 +238,7 @@ def new_data_version(previous: pd.DataFrame, feedback: pd.DataFrame, text_column
         parts = str(value).split(delimiter) if multi_label else [str(value)]
         return tuple(sorted(p.strip() for p in parts if p.strip()))
 
-    seen = set(zip(previous[text_column].astype(str).map(normalized_key), previous[label_column].map(as_labels)))
+    seen = {(normalized_key(str(t)), as_labels(y)) for t, y in zip(previous[text_column], previous[label_column])}
     fresh = feedback[[(k, tuple(sorted(ls))) not in seen for k, ls in zip(feedback["key"], feedback["labels"])]]
     added = pd.DataFrame({text_column: fresh["text"].tolist(),
                           label_column: [delimiter.join(ls) if multi_label else ls[0] for ls in fresh["labels"]]})
@@ -294,7 +295,7 @@ def trigger_training(cfg: dict[str, Any], flow_file: str) -> str:
     """Run TrainFlow on `cfg` through the Metaflow Runner API; returns its pathspec."""
     from metaflow import Runner
 
-    with Runner(flow_file, show_output=True, pylint=False).run(config_value=[("config", cfg)]) as running:
+    with Runner(flow_file, show_output=True, pylint=False, config_value=[("config", cfg)]).run() as running:
         if running.status != "successful":
             raise RuntimeError(f"retraining failed: {running.run.pathspec if running.run else flow_file}\n"
                                f"{running.stderr[-2000:]}")
