@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 WRONG, RIGHT = "#d62728", "#2ca02c"
@@ -104,12 +105,14 @@ def learning_curves(records: list[dict[str, Any]]) -> Figure:
         loss_ax.plot(steps["epoch"], steps["loss"], color="#1f77b4", alpha=0.7, label="train loss (10-step mean)")
     if not epochs.empty:
         loss_ax.plot(epochs["epoch"], epochs["train_loss"], "o-", color="#ff7f0e", label="train loss (epoch mean)")
-        for column in sorted(c for c in epochs.columns if c.startswith("val_")):
-            val_ax.plot(epochs["epoch"], epochs[column], "o-", label=column)
+        columns = sorted(c for c in epochs.columns if c.startswith("val_"))
+        for column, marker, dash in zip(columns, "osD^v", ("-", "--", ":", "-.", "-")):  # close curves stay apart
+            val_ax.plot(epochs["epoch"], epochs[column], marker=marker, linestyle=dash, fillstyle="none", label=column)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Training loss")
-    val_ax.set(xlabel="epoch", ylabel="score", title="Validation metrics per epoch", ylim=(0, 1.02))
+    val_ax.set(xlabel="epoch", ylabel="score", title="Validation metrics per epoch")
     for ax in (loss_ax, val_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)
         else:
