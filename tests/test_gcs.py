@@ -142,13 +142,16 @@ print(json.dumps({"pathspec": run.pathspec, "successful": run.successful, "names
 
 
 @pytest.mark.integration
-def test_train_flow_with_everything_on_gs(gcs, toy_csv):
+def test_train_flow_with_everything_on_gs(gcs, toy_csv, tmp_path):
     """The whole TrainFlow with the Metaflow datastore, artifact root, MLflow artifacts and the
-    feedback store on the emulator's bucket: nothing but the environment changes."""
+    feedback store on the emulator's bucket: nothing but the environment changes. Its own MLflow
+    store: an experiment keeps the artifact location it was created with, and the bucket goes
+    away with the emulator."""
     from textclf import storage
 
     env = {**gcs.env(), "METAFLOW_DEFAULT_DATASTORE": "gs", "METAFLOW_DATASTORE_SYSROOT_GS": gcs.url("metaflow"),
-           "TEXTCLF_ARTIFACT_ROOT": gcs.url("artifacts"), "TEXTCLF_MLFLOW_ARTIFACTS": gcs.url("mlruns")}
+           "TEXTCLF_ARTIFACT_ROOT": gcs.url("artifacts"), "TEXTCLF_MLFLOW_ARTIFACTS": gcs.url("mlruns"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     run_flow("train_flow.py", f"data.source={toy_csv} {TINY} train.nproc_per_node=1", env=env)
     done = subprocess.run([sys.executable, "-c", READ_RUN], env={**os.environ, **env}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
