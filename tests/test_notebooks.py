@@ -248,7 +248,7 @@ def test_multi_label_run_gets_the_multi_label_report(tmp_path):
 
     csv = write_csv(tmp_path / "tags.csv", tag_rows(240), header=("text", "labels"))
     run_flow("train_flow.py", f"data.source={csv} data.label_column=labels data.multi_label=true {TINY} "
-                              "train.nproc_per_node=1")
+                              "train.nproc_per_node=1 registry.model_name=textclf-tags")
     run = latest_run("TrainFlow")
     task = evaluate_task(run)
     metrics, reports = task["test_metrics"].data, task["reports"].data

@@ -184,12 +184,25 @@ def test_gate_matches_gold_labels_by_name_not_by_id(trained_run):
     manifest = trained_run["end"].task["manifest"].data
     model, test = trained_run["end"].task["model_uri"].data, manifest["shards"]["test"]
     id2label = manifest["id2label"]
-    right = gate_score(model, test, id2label, "accuracy")
+    right = gate_score(model, test, id2label, "accuracy", multi_label=False)
     swapped = dict(zip(id2label, reversed(list(id2label.values()))))  # binary: every gold label flips
     assert right > 0.8
-    assert gate_score(model, test, swapped, "accuracy") == pytest.approx(1 - right)
+    assert gate_score(model, test, swapped, "accuracy", multi_label=False) == pytest.approx(1 - right)
     with pytest.raises(TextclfError, match="gate_metric='micro_f1'"):
-        gate_score(model, test, id2label, "micro_f1")
+        gate_score(model, test, id2label, "micro_f1", multi_label=False)
+
+
+def test_gate_refuses_to_compare_a_single_label_champion_with_multi_label_data(trained_run):
+    """A multi-label run registered under a single-label champion's name is another task: one
+    clear line that says so and what to do, not a TypeError from deep inside the scoring."""
+    from textclf.errors import TextclfError
+    from textclf.registry import gate_score
+
+    manifest = trained_run["end"].task["manifest"].data
+    with pytest.raises(TextclfError, match=r"champion\) is a single-label classifier .* multi-label .* "
+                                           r"registry.model_name=textclf-multi-label"):
+        gate_score(trained_run["end"].task["model_uri"].data, manifest["shards"]["test"], manifest["id2label"],
+                   "micro_f1", multi_label=True, who="textclf v1 (the champion)")
 
 
 def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys):

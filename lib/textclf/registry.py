@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -189,9 +190,11 @@ def _log_file(c, run_id: str, uri: str, artifact_path: str) -> None:
 
 # --------------------------------------------------------------------------- registry and gate
 
-def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str], metric: str) -> float:
+def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str], metric: str,
+               multi_label: bool, who: str = "the candidate") -> float:
     """`metric` of a model on a test split, from the raw texts with the model's own tokenizer,
-    with gold labels matched by name (the champion's label ids need not match the candidate's)."""
+    with gold labels matched by name (the champion's label ids need not match the candidate's).
+    A model of the other kind (single- vs multi-label) solves another task: no score, a clear error."""
     import numpy as np
 
     from textclf.evaluation import read_split
@@ -200,6 +203,12 @@ def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str]
 
     frame = read_split(test_shard, ["text", "label"])
     predictor = Predictor(model_path)
+    if predictor.multi_label != multi_label:
+        kind = {True: "multi-label", False: "single-label"}
+        raise TextclfError(
+            f"{who} is a {kind[predictor.multi_label]} classifier over {predictor.labels}, but this run's data is "
+            f"{kind[multi_label]} over {sorted(id2label.values())}: the gate cannot compare them. Register this "
+            f"run under a name of its own, e.g. registry.model_name=textclf-{kind[multi_label]}")
     probs = predictor.predict_proba(frame["text"].tolist())
     index = {name: i for i, name in enumerate(predictor.labels)}
     names = {int(k): v for k, v in id2label.items()}
@@ -236,20 +245,24 @@ def register(cfg: dict[str, Any], run_id: str, model_uri: str, manifest: dict[st
     metric = resolve_metric(rcfg.gate_metric, manifest["multi_label"])
     margin, test_shard = rcfg.gate_margin, manifest["shards"]["test"]
     folder = download_dir(model_uri, CACHE / "folders")
+    score = partial(gate_score, test_shard=test_shard, id2label=manifest["id2label"], metric=metric,
+                    multi_label=manifest["multi_label"])
+    candidate = score(folder)
+    champion = _current_champion(c, rcfg.model_name)
+    # Both scores before anything is registered: a champion that cannot be compared leaves no version behind.
+    champion_score = None if champion is None else score(
+        _download(champion, rcfg.tracking_uri), who=f"{rcfg.model_name} v{champion.version} (the champion)")
     c.log_artifacts(run_id, str(folder), "model")
-    candidate = gate_score(folder, test_shard, manifest["id2label"], metric)
     try:
         c.get_registered_model(rcfg.model_name)
     except MlflowException:
         c.create_registered_model(rcfg.model_name, description="textclf text classifier (textclf.registry)")
-    champion = _current_champion(c, rcfg.model_name)
     version = str(c.create_model_version(rcfg.model_name, f"{c.get_run(run_id).info.artifact_uri}/model",
                                          run_id=run_id, tags={"metaflow.pathspec": pathspec}).version)
     previous = str(champion.version) if champion else None  # sqlite stores say 1, servers "1"
     if champion is None:
-        promote, champion_score, reason = True, None, "no champion yet"
+        promote, reason = True, "no champion yet"
     else:
-        champion_score = gate_score(_download(champion, rcfg.tracking_uri), test_shard, manifest["id2label"], metric)
         promote = candidate > champion_score + margin
         reason = (f"candidate {metric} {candidate:.4f} vs champion v{champion.version} {champion_score:.4f} "
                   f"on the candidate's test split: {'better' if promote else 'not better'} by more than "
