@@ -138,8 +138,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         groups.setdefault((no_decay, head), []).append(p)
     params = [{"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay,
                "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr} for (nd, head), ps in groups.items()]
-    fused = torch.cuda.is_available()
-    return torch.optim.AdamW(params, lr=cfg.lr, fused=fused, foreach=not fused)
+    # One fused kernel on CPU too: the foreach step took about a third of a MiniLM step on 2 cores.
+    return torch.optim.AdamW(params, lr=cfg.lr, fused=True)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
