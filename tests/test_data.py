@@ -69,6 +69,21 @@ def test_other_formats_and_column_names(tmp_path, fmt):
     assert m["rows_kept"] == 120 and m["id2label"] == {"0": "negative", "1": "positive"}
 
 
+def test_label_names_rename_coded_labels(tmp_path):
+    rows = [(t, int(l == "positive")) for t, l in toy_rows(120)]
+    path = tmp_path / "coded.tsv"
+    pd.DataFrame(rows, columns=["sentence", "label"]).to_csv(path, sep="\t", index=False)
+    named = f"data.source={path} data.text_column=sentence +data.label_names.0=negative +data.label_names.1=positive"
+    m = prep(tmp_path, f"{named} data.labels=[negative,positive]")
+    assert m["id2label"] == {"0": "negative", "1": "positive"}
+    train = shard(m, "train").merge(pd.DataFrame(rows, columns=["text", "coded"]), on="text")
+    assert len(train) == m["splits"]["train"]["rows"] and (train["label"] == train["coded"]).all()
+
+    pd.DataFrame(rows + [("an unmapped code", 2)], columns=["sentence", "label"]).to_csv(path, sep="\t", index=False)
+    with pytest.raises(DataError, match=r"row 121: label '2' is not in the declared label set"):
+        prep(tmp_path, f"{named} data.labels=[negative,positive]", "bad")
+
+
 def test_multi_label_with_delimited_labels(tmp_path):
     rows = [(f"message {i} about {'bills' if i % 2 else 'parcels'} {'and crashes' if i % 3 == 0 else ''}",
              "|".join(t for t, on in (("billing", i % 2), ("shipping", not i % 2), ("app_bug", i % 3 == 0)) if on))

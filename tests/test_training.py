@@ -11,10 +11,11 @@ from sklearn.metrics import f1_score
 from conftest import SANDBOX, TINY, toy_rows, write_csv
 from textclf.config import compose, to_dict
 from textclf.metrics import multi_hot
+from textclf.modeling import build_model
 from textclf.predict import Predictor
 from textclf.preprocess import preprocess
 from textclf.sampling import BucketBatchSampler
-from textclf.train import fit
+from textclf.train import fit, make_optimizer
 
 
 def _spec(tmp_path, manifest, cfg, name: str) -> dict:
@@ -60,6 +61,21 @@ def test_sampler_buckets_by_length_and_is_reproducible_per_epoch():
     sampler.skip = 5
     assert [b.tolist() for b in sampler] == [b.tolist() for b in list(BucketBatchSampler(
         lengths, batch_size=16, seed=3, bucket_batches=32, epoch=1))[5:]]
+
+
+# --------------------------------------------------------------------------- optimizer
+
+def test_layer_decay_slows_each_block_below_the_top():
+    cfg = compose(f"data.source=x.csv {TINY} train.lr=1e-3 train.head_lr=5e-3 train.layer_decay=0.5")
+    model = build_model(cfg.model.backbone, {0: "negative", 1: "positive"})
+    lr_of = {id(p): g["lr"] for g in make_optimizer(model, cfg.train).param_groups for p in g["params"]}
+    lrs = {name: lr_of[id(p)] for name, p in model.named_parameters()}
+    assert model.config.backbone_config.num_hidden_layers == 2
+    assert lrs["head.1.weight"] == pytest.approx(5e-3)
+    assert lrs["backbone.encoder.layer.1.output.dense.weight"] == pytest.approx(1e-3)
+    assert lrs["backbone.encoder.layer.0.attention.self.query.bias"] == pytest.approx(5e-4)
+    assert lrs["backbone.embeddings.word_embeddings.weight"] == pytest.approx(2.5e-4)
+    assert lrs["backbone.embeddings.LayerNorm.weight"] == pytest.approx(2.5e-4)
 
 
 # --------------------------------------------------------------------------- resume

@@ -70,6 +70,7 @@ class DataConfig:
     multi_label: bool = False
     label_delimiter: str = "|"
     labels: list[str] | None = None  # declared label set; others are an error
+    label_names: dict[Any, str] = field(default_factory=dict)  # raw value -> class name, e.g. {0: negative}; others kept
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     min_count: int = 2
@@ -107,6 +108,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 5e-5
     head_lr: float | None = None  # None: same as lr
+    layer_decay: float = 1.0  # <1: layer-wise lr decay: block k below the top (embeddings last) at lr * layer_decay**k
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     scheduler: str = "linear"  # linear | cosine
@@ -269,6 +271,8 @@ def _check(cfg: TextclfConfig) -> None:
         "data.clean.mentions": (d.clean.mentions, {"keep", "replace", "remove"}),
         "data.clean.html": (d.clean.html, {"strip", "keep"}),
     }
+    if not 0 < cfg.train.layer_decay <= 1:
+        raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {sorted(allowed)}, not {value!r}")

@@ -19,8 +19,8 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,6 @@ def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str]
     from textclf.metrics import quick_metrics
     from textclf.predict import Predictor
 
-    frame = read_split(test_shard, ["text", "label"])
     predictor = Predictor(model_path)
     if predictor.multi_label != multi_label:
         kind = {True: "multi-label", False: "single-label"}
@@ -209,6 +208,7 @@ def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str]
             f"{who} is a {kind[predictor.multi_label]} classifier over {predictor.labels}, but this run's data is "
             f"{kind[multi_label]} over {sorted(id2label.values())}: the gate cannot compare them. Register this "
             f"run under a name of its own, e.g. registry.model_name=textclf-{kind[multi_label]}")
+    frame = read_split(test_shard, ["text", "label"])
     probs = predictor.predict_proba(frame["text"].tolist())
     index = {name: i for i, name in enumerate(predictor.labels)}
     names = {int(k): v for k, v in id2label.items()}

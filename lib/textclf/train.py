@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -127,17 +128,32 @@ def labels_tensor(labels: list[Any], multi_label: bool, n_labels: int) -> torch.
 
 # --------------------------------------------------------------------------- optimisation
 
+_BLOCK = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def _depth(name: str, n_blocks: int) -> int:
+    """0 for the embeddings, k + 1 for transformer block k, n_blocks + 1 for what sits above."""
+    if name.startswith("backbone.") and "embed" in name:
+        return 0
+    block = _BLOCK.search(name) if name.startswith("backbone.") else None
+    return int(block.group(1)) + 1 if block else n_blocks + 1
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW without decay on biases and norms; the head may take its own learning rate."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    """AdamW without decay on biases and norms; the head may take its own learning rate, and with
+    `layer_decay` < 1 each block (the embeddings at the bottom) learns that much slower than the one
+    above it: the pretrained lower layers hold the most general features, so they should move least."""
+    n_blocks = model.config.backbone_config.num_hidden_layers
+    groups: dict[tuple[bool, bool, int], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower()
         head = not name.startswith("backbone.")
-        groups.setdefault((no_decay, head), []).append(p)
+        groups.setdefault((no_decay, head, _depth(name, n_blocks)), []).append(p)
     params = [{"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay,
-               "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr} for (nd, head), ps in groups.items()]
+               "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr * cfg.layer_decay ** max(n_blocks - depth, 0)}
+              for (nd, head, depth), ps in groups.items()]
     # One fused kernel on CPU too: the foreach step took about a third of a MiniLM step on 2 cores.
     return torch.optim.AdamW(params, lr=cfg.lr, fused=True)
 
