@@ -192,9 +192,10 @@ def test_gate_matches_gold_labels_by_name_not_by_id(trained_run):
         gate_score(model, test, id2label, "micro_f1", multi_label=False)
 
 
-def test_gate_refuses_to_compare_a_single_label_champion_with_multi_label_data(trained_run):
-    """A multi-label run registered under a single-label champion's name is another task: one
-    clear line that says so and what to do, not a TypeError from deep inside the scoring."""
+def test_gate_refuses_to_compare_a_champion_of_another_task(trained_run):
+    """A multi-label run, or one with other class names, registered under a single-label champion's
+    name is another task: one clear line that says so and what to do, not a TypeError from deep
+    inside the scoring or a silent 0 that promotes anything."""
     from textclf.errors import TextclfError
     from textclf.registry import gate_score
 
@@ -203,6 +204,10 @@ def test_gate_refuses_to_compare_a_single_label_champion_with_multi_label_data(t
                                            r"registry.model_name=textclf-multi-label"):
         gate_score(trained_run["end"].task["model_uri"].data, manifest["shards"]["test"], manifest["id2label"],
                    "micro_f1", multi_label=True, who="textclf v1 (the champion)")
+    with pytest.raises(TextclfError, match=r"champion\) is a single-label classifier over \['negative', 'positive'\], "
+                                           r"but this run's data is single-label over \['0', '1'\]"):
+        gate_score(trained_run["end"].task["model_uri"].data, manifest["shards"]["test"], {"0": "0", "1": "1"},
+                   "accuracy", multi_label=False, who="textclf v1 (the champion)")
 
 
 def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys):

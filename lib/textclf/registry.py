@@ -194,7 +194,8 @@ def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str]
                multi_label: bool, who: str = "the candidate") -> float:
     """`metric` of a model on a test split, from the raw texts with the model's own tokenizer,
     with gold labels matched by name (the champion's label ids need not match the candidate's).
-    A model of the other kind (single- vs multi-label) solves another task: no score, a clear error."""
+    A model of the other kind (single- vs multi-label), or one that knows none of the data's labels,
+    solves another task: no score (it would be 0 and always lose), a clear error."""
     import numpy as np
 
     from textclf.evaluation import read_split
@@ -202,7 +203,7 @@ def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str]
     from textclf.predict import Predictor
 
     predictor = Predictor(model_path)
-    if predictor.multi_label != multi_label:
+    if predictor.multi_label != multi_label or not set(predictor.labels) & set(id2label.values()):
         kind = {True: "multi-label", False: "single-label"}
         raise TextclfError(
             f"{who} is a {kind[predictor.multi_label]} classifier over {predictor.labels}, but this run's data is "
