@@ -68,7 +68,9 @@ def test_sampler_buckets_by_length_and_is_reproducible_per_epoch():
 def test_layer_decay_slows_each_block_below_the_top():
     cfg = compose(f"data.source=x.csv {TINY} train.lr=1e-3 train.head_lr=5e-3 train.layer_decay=0.5")
     model = build_model(cfg.model.backbone, {0: "negative", 1: "positive"})
-    lr_of = {id(p): g["lr"] for g in make_optimizer(model, cfg.train).param_groups for p in g["params"]}
+    groups = make_optimizer(model, cfg.train).param_groups
+    assert groups[0]["lr"] == pytest.approx(1e-3)  # the one the progress bar and the logs show
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     lrs = {name: lr_of[id(p)] for name, p in model.named_parameters()}
     assert model.config.backbone_config.num_hidden_layers == 2
     assert lrs["head.1.weight"] == pytest.approx(5e-3)
