@@ -248,6 +248,7 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
             detail += f" ({str(exc.__cause__).splitlines()[0]})"
         raise ConfigError(detail) from None
     _check(cfg)
+    cfg.data.label_names = {str(k): v for k, v in cfg.data.label_names.items()}  # YAML keys 0 match read text "0"
     cfg.artifact_root = _absolute(cfg.artifact_root)
     cfg.registry.artifact_location = _absolute(cfg.registry.artifact_location)
     cfg.serve.feedback_root = _absolute(cfg.serve.feedback_root)
@@ -271,11 +272,11 @@ def _check(cfg: TextclfConfig) -> None:
         "data.clean.mentions": (d.clean.mentions, {"keep", "replace", "remove"}),
         "data.clean.html": (d.clean.html, {"strip", "keep"}),
     }
-    if not 0 < cfg.train.layer_decay <= 1:
-        raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} must be one of {sorted(allowed)}, not {value!r}")
+    if not 0 < cfg.train.layer_decay <= 1:
+        raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
 
 
 def to_dict(cfg: TextclfConfig) -> dict[str, Any]:

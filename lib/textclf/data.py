@@ -233,8 +233,7 @@ def _hash64(value: str, salt: str = "") -> int:
 def split_labels(raw: Any, cfg: DataConfig) -> list[str]:
     """The class names of one row: list or delimited labels, renamed through `data.label_names`."""
     values = raw if isinstance(raw, (list, tuple, np.ndarray)) else str(raw).split(cfg.label_delimiter)
-    names = {str(k): v for k, v in cfg.label_names.items()}  # keys as read from YAML or CLI: 0 or "0"
-    return [names.get(v, v) for v in (str(v).strip() for v in values) if v]
+    return [cfg.label_names.get(v, v) for v in (str(v).strip() for v in values) if v]
 
 
 def _is_missing(value: Any) -> bool:

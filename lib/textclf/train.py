@@ -132,10 +132,10 @@ _BLOCK = re.compile(r"\.layers?\.(\d+)\.")
 
 
 def _depth(name: str, n_blocks: int) -> int:
-    """0 for the embeddings, k + 1 for transformer block k, n_blocks + 1 for what sits above."""
-    if name.startswith("backbone.") and "embed" in name:
+    """Of a backbone parameter: 0 for the embeddings, k + 1 for block k, n_blocks + 1 above them."""
+    if "embed" in name:
         return 0
-    block = _BLOCK.search(name) if name.startswith("backbone.") else None
+    block = _BLOCK.search(name)
     return int(block.group(1)) + 1 if block else n_blocks + 1
 
 
@@ -150,7 +150,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
             continue
         no_decay = p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower()
         head = not name.startswith("backbone.")
-        groups.setdefault((no_decay, head, _depth(name, n_blocks)), []).append(p)
+        groups.setdefault((no_decay, head, n_blocks + 1 if head else _depth(name, n_blocks)), []).append(p)
     # Backbone groups first, top block first: the first group runs at train.lr, which the bar and logs show.
     params = [{"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay,
                "lr": (cfg.head_lr or cfg.lr) if head else cfg.lr * cfg.layer_decay ** max(n_blocks - depth, 0)}
