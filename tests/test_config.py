@@ -40,6 +40,8 @@ def test_round_trip_through_a_plain_dict():
     ("model.pooling=max", "model.pooling"),
     ("data.val_fraction=0.6 data.test_fraction=0.5", "val_fraction"),
     ("data.source=null", "data.source"),
+    ("train.layer_decay=0", "train.layer_decay must be in (0, 1]"),
+    ("train.layer_decay=1.5", "train.layer_decay must be in (0, 1]"),
 ])
 def test_bad_config_names_the_key(text, fragment):
     with pytest.raises(ConfigError) as err:
