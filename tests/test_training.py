@@ -1,6 +1,8 @@
 """The training loop in-process (one rank): resumable to the bit, multi-label, and its sampler."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -82,8 +84,11 @@ def test_layer_decay_slows_each_block_below_the_top():
 
 # --------------------------------------------------------------------------- resume
 
-def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_setup, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_setup, tmp_path, ema):
     cfg, manifest = toy_setup
+    # One epoch with EMA: the saved (best) weights are then the final average.
+    cfg = replace(cfg, train=replace(cfg.train, ema=ema, epochs=1 if ema else cfg.train.epochs))
     straight = fit(_spec(tmp_path, manifest, cfg, "straight"))
     interrupted = _spec(tmp_path, manifest, cfg, "interrupted")
     assert fit(interrupted, stop_after_steps=3) is None  # preempted mid-epoch 1 (10 steps per epoch)
@@ -95,6 +100,11 @@ def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_set
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    if ema:  # what was saved is the average, not the last step's weights
+        ckpt = tmp_path / "straight" / "ckpt"
+        last = torch.load(ckpt / (ckpt / "latest").read_text() / "state.pt", weights_only=False)
+        assert not torch.equal(a["head.1.weight"], last["model"]["head.1.weight"])
+        torch.testing.assert_close(a["head.1.weight"], last["ema"]["module.head.1.weight"], rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------- multi-label

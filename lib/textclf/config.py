@@ -110,6 +110,7 @@ class TrainConfig:
     head_lr: float | None = None  # None: same as lr
     layer_decay: float = 1.0  # <1: layer-wise lr decay: block k below the top (embeddings last) at lr * layer_decay**k
     weight_decay: float = 0.01
+    ema: float = 0.0  # >0: evaluate, select and save an exponential moving average of the weights with this decay
     warmup_ratio: float = 0.06
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
@@ -277,6 +278,8 @@ def _check(cfg: TextclfConfig) -> None:
             raise ConfigError(f"{key} must be one of {sorted(allowed)}, not {value!r}")
     if not 0 < cfg.train.layer_decay <= 1:
         raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
+    if not 0 <= cfg.train.ema < 1:
+        raise ConfigError(f"train.ema must be in [0, 1) (0: off), not {cfg.train.ema}")
 
 
 def to_dict(cfg: TextclfConfig) -> dict[str, Any]:

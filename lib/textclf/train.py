@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textclf.config import TextclfConfig, TrainConfig, from_dict
 from textclf.metrics import best_threshold, multi_hot, quick_metrics, resolve_metric
@@ -283,6 +284,11 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
     scheduler = make_scheduler(optimizer, tc, total_steps)
     loss_fn = make_loss(tc, multi_label, train.labels, n_labels)
     dtype = amp_dtype(tc, d.device)
+    # An average of the recent weights, not the last noisy step, is what gets evaluated and kept. It starts
+    # one step from the pretrained backbone, and that start's share fades as decay**steps: a gentle pull back
+    # toward general features for short fine-tunes.
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema)) if tc.ema else None
+    kept = ema.module if ema is not None else model
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None) \
         if d.world_size > 1 else model
     metric_name = resolve_metric(tc.metric, multi_label)
@@ -297,6 +303,8 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
         unwrap(ddp).load_state_dict(loaded.pop("model"))
         optimizer.load_state_dict(loaded.pop("optimizer"))
         scheduler.load_state_dict(loaded.pop("scheduler"))
+        if ema is not None:
+            ema.load_state_dict(loaded.pop("ema"))
         state.update(loaded)
         if d.main:
             print(f"resumed from {resume_from} (epoch {state['epoch']}, step {state['step']})", flush=True)
@@ -319,7 +327,8 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
                 tracker.log(record)
 
     def snapshot() -> dict[str, Any]:
-        return {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        return {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                **({"ema": ema.state_dict()} if ema is not None else {})}
 
     ddp.train()
     stopped = False
@@ -350,6 +359,8 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update_parameters(model)
             state["step"] += 1
             if state["step"] % 10 == 0:
                 log({"kind": "step", "step": state["step"], "epoch": state["epoch"] + state["micro"] / micro_per_epoch,
@@ -366,7 +377,7 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
         if stopped:
             break
         state["train_seconds"] += time.perf_counter() - t0
-        probs = predict_probs(ddp, val, d, tc.eval_batch_size, pad_id, multi_label, dtype)
+        probs = predict_probs(kept, val, d, tc.eval_batch_size, pad_id, multi_label, dtype)
         metrics = quick_metrics(val.labels, probs, multi_label) if len(val) else {}
         score = metrics.get(metric_name, -state["epoch_loss"] / max(state["micro"], 1))
         record = {"kind": "epoch", "epoch": state["epoch"] + 1, "step": state["step"],
@@ -380,7 +391,7 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
         if score > state["best"]:
             state.update(best=score, best_epoch=state["epoch"] + 1, bad_epochs=0)
             if d.main:
-                torch.save(unwrap(ddp).state_dict(), best_path)
+                torch.save(kept.state_dict(), best_path)
         else:
             state["bad_epochs"] += 1
         state["epoch"] += 1
