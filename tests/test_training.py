@@ -17,7 +17,7 @@ from textclf.modeling import build_model
 from textclf.predict import Predictor
 from textclf.preprocess import preprocess
 from textclf.sampling import BucketBatchSampler
-from textclf.train import fit, make_optimizer
+from textclf.train import Checkpoints, Dist, fit, make_optimizer
 
 
 def _spec(tmp_path, manifest, cfg, name: str) -> dict:
@@ -101,8 +101,8 @@ def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_set
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     if ema:  # what was saved is the average, not the last step's weights
-        ckpt = tmp_path / "straight" / "ckpt"
-        last = torch.load(ckpt / (ckpt / "latest").read_text() / "state.pt", weights_only=False)
+        latest = Checkpoints(tmp_path / "straight" / "ckpt", Dist()).latest()
+        last = torch.load(latest / "state.pt", weights_only=False)
         assert not torch.equal(a["head.1.weight"], last["model"]["head.1.weight"])
         torch.testing.assert_close(a["head.1.weight"], last["ema"]["module.head.1.weight"], rtol=0, atol=0)
 
