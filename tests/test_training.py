@@ -17,7 +17,7 @@ from textclf.modeling import build_model
 from textclf.predict import Predictor
 from textclf.preprocess import preprocess
 from textclf.sampling import BucketBatchSampler
-from textclf.train import Checkpoints, Dist, fit, make_optimizer
+from textclf.train import Checkpoints, Dist, EmbeddingAttack, fit, make_optimizer
 
 
 def _spec(tmp_path, manifest, cfg, name: str) -> dict:
@@ -82,13 +82,33 @@ def test_layer_decay_slows_each_block_below_the_top():
     assert lrs["backbone.embeddings.LayerNorm.weight"] == pytest.approx(2.5e-4)
 
 
+def test_fgm_pushes_the_loss_up_and_restores_the_embeddings_exactly():
+    torch.manual_seed(0)
+    model = build_model(compose(f"data.source=x.csv {TINY}").model.backbone, {0: "negative", 1: "positive"}).eval()
+    batch = {"input_ids": torch.randint(5, 200, (8, 12)), "attention_mask": torch.ones(8, 12, dtype=torch.long)}
+    y = torch.randint(0, 2, (8,))
+    loss = lambda: torch.nn.functional.cross_entropy(model(**batch).logits, y)  # noqa: E731
+    attack = EmbeddingAttack(model, eps=1.0)
+    clean_weight = attack.weight.detach().clone()
+    with attack.perturbed():  # no gradient yet: nothing to follow, nothing moves
+        assert torch.equal(attack.weight, clean_weight)
+    clean = loss()
+    clean.backward()
+    with attack.perturbed():
+        moved = attack.weight.detach() - clean_weight
+        adversarial = loss()
+    assert moved.norm().item() == pytest.approx(1.0, rel=1e-4)
+    assert adversarial.item() > clean.item() + 1e-3  # up the gradient: the batch got harder
+    assert torch.equal(attack.weight, clean_weight)
+
+
 # --------------------------------------------------------------------------- resume
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_setup, tmp_path, ema):
+@pytest.mark.parametrize("ema, fgm", [(0.0, 0.0), (0.9, 0.0), (0.0, 1.0)], ids=["plain", "ema", "fgm"])
+def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_setup, tmp_path, ema, fgm):
     cfg, manifest = toy_setup
     # One epoch with EMA: the saved (best) weights are then the final average.
-    cfg = replace(cfg, train=replace(cfg.train, ema=ema, epochs=1 if ema else cfg.train.epochs))
+    cfg = replace(cfg, train=replace(cfg.train, ema=ema, fgm=fgm, epochs=1 if ema else cfg.train.epochs))
     straight = fit(_spec(tmp_path, manifest, cfg, "straight"))
     interrupted = _spec(tmp_path, manifest, cfg, "interrupted")
     assert fit(interrupted, stop_after_steps=3) is None  # preempted mid-epoch 1 (10 steps per epoch)

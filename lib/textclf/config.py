@@ -111,6 +111,7 @@ class TrainConfig:
     layer_decay: float = 1.0  # <1: layer-wise lr decay: block k below the top (embeddings last) at lr * layer_decay**k
     weight_decay: float = 0.01
     ema: float = 0.0  # >0: evaluate, select and save an exponential moving average of the weights with this decay
+    fgm: float = 0.0  # >0: adversarial training: each batch fit again with word embeddings moved this far (L2) up the gradient
     warmup_ratio: float = 0.06
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
@@ -280,6 +281,8 @@ def _check(cfg: TextclfConfig) -> None:
         raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
     if not 0 <= cfg.train.ema < 1:
         raise ConfigError(f"train.ema must be in [0, 1) (0: off), not {cfg.train.ema}")
+    if cfg.train.fgm < 0:
+        raise ConfigError(f"train.fgm must be >= 0 (0: off), not {cfg.train.fgm}")
 
 
 def to_dict(cfg: TextclfConfig) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import os
 import random
 import re
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -222,6 +222,32 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
+class EmbeddingAttack:
+    """FGM adversarial training (Miyato et al., 2017): each batch is fit once more with the word
+    embeddings moved `eps` (L2) up the loss gradient. The model must then classify a sentence and
+    its worst nearby wording alike, which regularizes against memorising exact phrasings; it costs
+    a second forward and backward pass per batch.
+    """
+
+    def __init__(self, model: nn.Module, eps: float):
+        self.weight = unwrap(model).get_input_embeddings().weight
+        self.eps = eps
+
+    @contextmanager
+    def perturbed(self) -> Iterator[None]:
+        grad = self.weight.grad
+        norm = grad.norm() if grad is not None else None
+        if norm is None or not torch.isfinite(norm) or norm == 0:
+            yield
+            return
+        clean = self.weight.data.clone()  # restored bit for bit: resumed runs stay identical
+        self.weight.data.add_(grad, alpha=self.eps / norm.item())
+        try:
+            yield
+        finally:
+            self.weight.data.copy_(clean)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 @torch.inference_mode()
@@ -330,6 +356,12 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
         return {**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 **({"ema": ema.state_dict()} if ema is not None else {})}
 
+    def micro_loss(batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(d.device.type, dtype=dtype, enabled=dtype is not None):
+            logits = ddp(**batch).logits
+        return loss_fn(logits, y) / tc.grad_accum
+
+    attack = EmbeddingAttack(ddp, tc.fgm) if tc.fgm else None
     ddp.train()
     stopped = False
     while state["epoch"] < tc.epochs and not stopped:
@@ -343,10 +375,11 @@ def fit(spec: dict[str, Any], stop_after_steps: int | None = None) -> dict[str, 
             boundary = (state["micro"] + 1) % tc.grad_accum == 0 or state["micro"] + 1 == micro_per_epoch
             sync = ddp.no_sync() if (d.world_size > 1 and not boundary) else nullcontext()
             with sync:
-                with torch.autocast(d.device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = ddp(**batch).logits
-                loss = loss_fn(logits, y) / tc.grad_accum
+                loss = micro_loss(batch, y)
                 loss.backward()
+                if attack is not None:
+                    with attack.perturbed():
+                        micro_loss(batch, y).backward()
             running.append(loss.item() * tc.grad_accum)
             state["epoch_loss"] += running[-1]
             state["micro"] += 1
