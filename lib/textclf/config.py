@@ -111,7 +111,8 @@ class TrainConfig:
     layer_decay: float = 1.0  # <1: layer-wise lr decay: block k below the top (embeddings last) at lr * layer_decay**k
     weight_decay: float = 0.01
     ema: float = 0.0  # >0: evaluate, select and save an exponential moving average of the weights with this decay
-    fgm: float = 0.0  # >0: adversarial training: each batch fit again with word embeddings moved this far (L2) up the gradient
+    fgm: float = 0.0  # >0: adversarial training: each batch fit again with word embeddings moved this far (L2) up the gradient;
+    # absolute, so it follows the backbone's scale: 1.0 for MiniLM/BERT (word rows of norm ~1), 0.1 for tiny-bert (~0.16)
     warmup_ratio: float = 0.06
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
