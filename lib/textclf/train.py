@@ -236,12 +236,12 @@ class EmbeddingAttack:
     @contextmanager
     def perturbed(self) -> Iterator[None]:
         grad = self.weight.grad
-        norm = grad.norm() if grad is not None else None
-        if norm is None or not torch.isfinite(norm) or norm == 0:
+        norm = grad.norm().item() if grad is not None else 0.0  # one device sync per batch, not three
+        if not math.isfinite(norm) or norm == 0:
             yield
             return
         clean = self.weight.data.clone()  # restored bit for bit: resumed runs stay identical
-        self.weight.data.add_(grad, alpha=self.eps / norm.item())
+        self.weight.data.add_(grad, alpha=self.eps / norm)
         try:
             yield
         finally:
