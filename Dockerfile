@@ -37,7 +37,7 @@ COPY notebooks /opt/textclf/notebooks
 COPY flows /opt/textclf/flows
 COPY data/sample /opt/textclf/data/sample
 RUN pip install --no-deps -e /opt/textclf \
- && python -c "import textclf.config, textclf.train, metaflow, dask_kubernetes"
+ && python -c "import textclf.config, textclf.training.worker, metaflow, dask_kubernetes"
 
 FROM ${CUDA_IMAGE}
 ARG PYTHON

@@ -33,10 +33,10 @@ def write_rows(frame, path: Path) -> str:
 def one_run(overrides: str, key: str) -> dict[str, Any]:
     """Preprocess, train, score on test; a fresh folder each time (a checkpoint would resume)."""
     from textclf.config import compose
-    from textclf.export import read_split
-    from textclf.predict import Predictor
-    from textclf.preprocess import preprocess
-    from textclf.training import run_paths, train_model
+    from textclf.evaluation.scoring import score_split
+    from textclf.model.predictor import Predictor
+    from textclf.data.preprocess import preprocess
+    from textclf.training.launcher import run_paths, train_model
 
     cfg = compose(overrides)
     paths = run_paths(cfg, "augment", key)
@@ -44,9 +44,8 @@ def one_run(overrides: str, key: str) -> dict[str, Any]:
     manifest = preprocess(cfg, paths["data"])
     with Timer() as wall:
         record = train_model(cfg, manifest, paths)
-    ids, labels = read_split(manifest["shards"]["test"])
-    probs = Predictor(paths["model"], device="cpu").probs_from_ids(ids)
-    accuracy = float(np.mean(probs.argmax(1) == np.asarray(labels)))
+    scored = score_split(Predictor(paths["model"], device="cpu"), manifest["shards"]["test"])
+    accuracy = float(np.mean(scored.predicted == scored.truth))
     return {"train_rows": manifest["splits"]["train"]["rows"], "augmented_rows": manifest["augmented_rows"],
             "best_epoch": record["best_epoch"], "val_accuracy": round(record["best_val"], 4),
             "test_accuracy": round(accuracy, 4), "train_seconds": round(wall.seconds, 1)}

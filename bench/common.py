@@ -23,11 +23,12 @@ SST2_SPLITS = {"train": "train.tsv", "val": "dev.tsv", "test": "test.tsv"}
 
 
 def offline() -> None:
-    """The same offline, quiet environment the flows and tests use."""
-    for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                       "TOKENIZERS_PARALLELISM": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-                       "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
-        os.environ.setdefault(key, value)
+    """The same offline, quiet environment the flows and tests use (and no Hub datasets either)."""
+    from textclf.environment import apply_defaults
+
+    apply_defaults()
+    for key in ("TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(key, "1")
 
 
 def sst2_path(split: str) -> Path:

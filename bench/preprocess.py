@@ -45,7 +45,7 @@ def replicate(rows: int, dest: Path) -> Path:
 
 def run_textclf(source: Path, out: Path) -> dict[str, Any]:
     from textclf.config import compose
-    from textclf.preprocess import preprocess
+    from textclf.data.preprocess import preprocess
 
     cfg = compose(f"data=sst2 data.source={source} data.train=null data.val=null data.test=null "
                   f"artifact_root={out}")
@@ -57,7 +57,7 @@ def run_baseline(source: Path, out: Path) -> dict[str, Any]:
     import pandas as pd
     from transformers import AutoTokenizer
 
-    from textclf.modeling import resolve_backbone
+    from textclf.model.backbones import resolve_backbone
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm-l6"))
     frame = pd.read_csv(source, sep="\t", quoting=3, dtype={"sentence": str, "label": int})

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ def throughput(predict: Callable[[list[str]], list[str]], texts: list[str], trut
 
 
 def textclf_side(folder: Path, variant: str, batch_size: int) -> Callable[[list[str]], list[str]]:
-    from textclf.predict import Predictor
+    from textclf.model.predictor import Predictor
 
     predictor = Predictor(folder, batch_size=batch_size, device="cpu", variant=variant)
     return lambda texts: predictor.decide(predictor.predict_proba(texts))
@@ -47,16 +46,10 @@ def textclf_side(folder: Path, variant: str, batch_size: int) -> Callable[[list[
 def pipeline_side(folder: Path, batch_size: int) -> Callable[[list[str]], list[str]]:
     from transformers import pipeline
 
-    import textclf.modeling  # noqa: F401  (the model type must be registered for the Auto classes)
+    import textclf.model.network  # noqa: F401  (the model type must be registered for the Auto classes)
 
     pipe = pipeline("text-classification", model=str(folder), device=-1)
     return lambda texts: [r["label"] for r in pipe(texts, batch_size=batch_size, truncation=True)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_latency(model: str, variant: str, texts: list[str], requests: int) -> dict[str, Any]:
@@ -73,6 +66,8 @@ def http_latency(model: str, variant: str, texts: list[str], requests: int) -> d
     if "variant" not in {f.name for f in fields(ServeConfig)}:
         variant = "torch"  # the server cannot be told to load another variant yet
     extra = [] if variant == "torch" else [f"serve.variant={variant}"]
+    from textclf.ports import free_port
+
     port = free_port()
     cmd = [sys.executable, "-m", "textclf.cli", "serve", "--model", model, "--host", "127.0.0.1",
            "--port", str(port), "--poll-seconds", "0", *extra]
@@ -111,11 +106,12 @@ def http_latency(model: str, variant: str, texts: list[str], requests: int) -> d
 
 
 def ensure_onnx(folder: Path) -> None:
-    from textclf.export import export_model, onnx_path
+    from textclf.evaluation.parity import export_with_parity
+    from textclf.model.onnx_runtime import onnx_path
 
     if not onnx_path(folder, "onnx-int8").exists():
         log(f"exporting {folder} to ONNX (no onnx/ folder yet)")
-        export_model(folder)
+        export_with_parity(folder)
 
 
 def measure_all(folder: Path, texts: list[str], truth: list[str], args: argparse.Namespace):
@@ -145,11 +141,11 @@ def main() -> None:
     require_sst2("serve")
     import torch
 
-    from textclf.export import locate
+    from textclf.registry.resolution import resolve_model
     from textclf.storage import is_remote
 
     torch.set_num_threads(args.threads)
-    folder_uri, _ = locate(args.model)
+    folder_uri = resolve_model(args.model).path
     if is_remote(folder_uri) or not Path(folder_uri, "config.json").exists():
         emit({"bench": "serve", "skipped": f"no local model folder at {folder_uri}: run bench/train.py or pass --model"})
         return

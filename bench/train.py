@@ -55,9 +55,9 @@ def variant_overrides(variant: str, threads: int) -> str:
 
 def run_textclf(overrides: str, variant: str, threads: int, manifest: dict[str, Any]) -> dict[str, Any]:
     from textclf.config import compose
-    from textclf.export import read_split
-    from textclf.predict import Predictor
-    from textclf.training import run_paths, train_model
+    from textclf.evaluation.scoring import score_split
+    from textclf.model.predictor import Predictor
+    from textclf.training.launcher import run_paths, train_model
 
     cfg = compose(f"{overrides} {variant_overrides(variant, threads)}")
     key = variant.replace(":", "_").replace(" ", "_").replace("=", "-")
@@ -65,8 +65,8 @@ def run_textclf(overrides: str, variant: str, threads: int, manifest: dict[str, 
     shutil.rmtree(paths["root"], ignore_errors=True)  # a leftover checkpoint would resume, not retrain
     with Timer() as wall:
         record = train_model(cfg, manifest, paths)
-    ids, labels = read_split(manifest["shards"]["test"])
-    accuracy = float(np.mean(Predictor(paths["model"], device="cpu").probs_from_ids(ids).argmax(1) == np.asarray(labels)))
+    scored = score_split(Predictor(paths["model"], device="cpu"), manifest["shards"]["test"])
+    accuracy = float(np.mean(scored.predicted == scored.truth))
     return {"samples_per_s": round(record["train_samples_per_s"], 1), "train_seconds": round(record["train_seconds"], 1),
             "wall_seconds": round(wall.seconds, 1), "test_accuracy": round(accuracy, 4),
             "processes": record["world_size"], "amp": record["amp"], "model": paths["model"]}
@@ -86,7 +86,7 @@ def run_hf(args: argparse.Namespace, cfg, manifest: dict[str, Any], workdir: Pat
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from textclf.modeling import resolve_backbone
+    from textclf.model.backbones import resolve_backbone
 
     torch.set_num_threads(args.threads)
     source = resolve_backbone(cfg.model.backbone)
@@ -135,7 +135,7 @@ def main() -> None:
     offline()
     require_sst2("train")
     from textclf.config import compose
-    from textclf.preprocess import preprocess
+    from textclf.data.preprocess import preprocess
 
     overrides = base_overrides(args, args.workdir)
     cfg = compose(overrides)

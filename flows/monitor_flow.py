@@ -10,7 +10,10 @@ new model becomes `champion`; a running server picks that up by itself.
 """
 from metaflow import Config, FlowSpec, card, config_expr, current, schedule, step
 
+from textclf_steps import settings, textclf_steps
 
+
+@textclf_steps
 @schedule(cron=config_expr("config.monitor.schedule"))
 class MonitorFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
@@ -19,7 +22,7 @@ class MonitorFlow(FlowSpec):
     @step
     def start(self):
         """Resolve the config and the champion the server answers with."""
-        from textclf.registry import resolve_model
+        from textclf.registry.resolution import resolve_model
 
         self.cfg = self.config.to_dict()
         champion = resolve_model(self.cfg["serve"]["model"])
@@ -34,13 +37,13 @@ class MonitorFlow(FlowSpec):
         """Performance on fresh labels, drift against the training profile, and age."""
         from datetime import datetime
 
-        from textclf.config import from_dict
-        from textclf.feedback import read_feedback
-        from textclf.monitor import assess, drift_figure, fresh_labels, load_profile, report_card
-        from textclf.predict import Predictor
-        from textclf.registry import resolve_model
+        from textclf.model.predictor import Predictor
+        from textclf.monitoring.assessment import assess, drift_figure, fresh_labels, report_card
+        from textclf.monitoring.feedback import read_feedback
+        from textclf.monitoring.profile import load_profile
+        from textclf.registry.resolution import resolve_model
 
-        cfg = from_dict(self.cfg)
+        cfg = settings(self)
         model = resolve_model(self.champion["uri"])
         self.fresh = fresh_labels(cfg.monitor, cfg.data, read_feedback(cfg.serve.feedback_root))
         predictor = Predictor(model.path)
@@ -56,25 +59,18 @@ class MonitorFlow(FlowSpec):
     @step
     def retrain(self):
         """Fold accepted feedback into a new data version and run TrainFlow on it."""
-        from textclf.config import PROJECT_ROOT, from_dict
-        from textclf.monitor import (accepted_feedback, new_data_version, next_training_config, previous_rows,
-                                     trigger_training)
-        from textclf.runs import run_outputs
+        from textclf.config import PROJECT_ROOT
+        from textclf.monitoring.retraining import plan_retraining, trigger_training
 
         self.version, self.triggered = None, None
         if not (self.assessment["retrain"] and self.cfg["monitor"]["retrain"]):
             self.next(self.end)
             return
-        champion_cfg = run_outputs(self.champion["run_id"]).cfg
-        data_cfg = from_dict(champion_cfg).data
-        rows, self.feedback_report = accepted_feedback(self.fresh, self.label_set, data_cfg.multi_label)
-        previous, kept = previous_rows(data_cfg)
-        self.version = new_data_version(previous, rows, "text", "label", data_cfg.multi_label,
-                                        data_cfg.label_delimiter, self.cfg["artifact_root"])
+        plan = plan_retraining(self.champion["run_id"], self.fresh, self.label_set, self.cfg["artifact_root"])
+        self.version, self.feedback_report = plan["version"], plan["feedback"]
         print(f"new data version {self.version['sha256'][:16]}: {self.version['previous_rows']} earlier rows "
               f"+ {self.version['added_rows']} new ({self.feedback_report})")
-        self.triggered = trigger_training(next_training_config(champion_cfg, self.version, kept),
-                                          str(PROJECT_ROOT / "flows" / "train_flow.py"))
+        self.triggered = trigger_training(plan["config"], str(PROJECT_ROOT / "flows" / "train_flow.py"))
         current.run.add_tag(f"retrained:{self.triggered}")
         self.next(self.end)
 

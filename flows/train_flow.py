@@ -9,7 +9,10 @@ importing torch, transformers and Dask for steps that do not need them costs sec
 """
 from metaflow import Config, FlowSpec, card, current, parallel, resources, step
 
+from textclf_steps import settings, textclf_steps
 
+
+@textclf_steps
 class TrainFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
                     help="YAML mapping, YAML list or 'key=value ...' Hydra overrides of config/config.yaml")
@@ -17,12 +20,11 @@ class TrainFlow(FlowSpec):
     @step
     def start(self):
         """Resolve the config once; every step and the record of this run use this snapshot."""
-        from textclf.config import from_dict
-        from textclf.registry import start_run
-        from textclf.training import run_paths
+        from textclf.registry.tracking import start_run
+        from textclf.training.launcher import run_paths
 
         self.cfg = self.config.to_dict()
-        self.paths = run_paths(from_dict(self.cfg), "TrainFlow", current.origin_run_id or current.run_id)
+        self.paths = run_paths(settings(self), "TrainFlow", current.origin_run_id or current.run_id)
         self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}")
         print(f"artifacts under {self.paths['root']}; MLflow run {self.mlflow_run_id}")
         self.next(self.preprocess)
@@ -31,10 +33,9 @@ class TrainFlow(FlowSpec):
     @step
     def preprocess(self):
         """Dask: validate, clean, dedupe, split, tokenize -> Parquet shards + manifest."""
-        from textclf.config import from_dict
-        from textclf.preprocess import preprocess
+        from textclf.data.preprocess import preprocess
 
-        self.manifest = preprocess(from_dict(self.cfg), self.paths["data"])
+        self.manifest = preprocess(settings(self), self.paths["data"])
         self.data_fingerprint = self.manifest["fingerprint"]["sha256"]
         self.next(self.train, num_parallel=self.config.train.resources.num_nodes)
 
@@ -43,17 +44,16 @@ class TrainFlow(FlowSpec):
     @step
     def train(self):
         """torchrun on every node of the @parallel gang; node 0 reports."""
-        from textclf.config import from_dict
-        from textclf.training import train_model
+        from textclf.training.launcher import train_model
 
-        self.training = train_model(from_dict(self.cfg), self.manifest, self.paths,
+        self.training = train_model(settings(self), self.manifest, self.paths,
                                     nnodes=current.parallel.num_nodes, node_rank=current.parallel.node_index,
                                     master_addr=current.parallel.main_ip, mlflow_run_id=self.mlflow_run_id)
         self.next(self.join_train)
 
     @step
     def join_train(self, inputs):
-        from textclf.monitor import save_profile
+        from textclf.monitoring.profile import save_profile
 
         self.training = next(i.training for i in inputs if i.training)
         self.merge_artifacts(inputs, exclude=["training"])
@@ -66,7 +66,7 @@ class TrainFlow(FlowSpec):
     def evaluate(self):
         """Papermill runs the evaluation, error-analysis and data notebooks on this run; the
         evaluate notebook's metrics.json is the test metrics, and the HTML pages fill the card."""
-        from textclf.notebooks import card_components, evaluate_run
+        from textclf.evaluation.notebooks import card_components, evaluate_run
 
         self.test_metrics, self.reports, pages = evaluate_run(f"{current.flow_name}/{current.run_id}", self.paths["root"])
         current.card["evaluation"].extend(card_components(self.test_metrics, pages))
@@ -75,7 +75,8 @@ class TrainFlow(FlowSpec):
     @step
     def register(self):
         """MLflow: log what the run made, register a version, and let the gate pick the alias."""
-        from textclf.registry import log_evaluation, log_training, register, tag_data
+        from textclf.registry.gate import register
+        from textclf.registry.tracking import log_evaluation, log_training, tag_data
 
         run_id = self.mlflow_run_id
         tag_data(self.cfg, run_id, self.manifest)
@@ -91,7 +92,7 @@ class TrainFlow(FlowSpec):
     @step
     def end(self):
         """Where the model is, how good it is, and where it came from."""
-        from textclf.lineage import lineage, summary_card
+        from textclf.registry.lineage import lineage, summary_card
 
         name, version = self.registration["model_name"], self.registration["version"]
         self.lineage = lineage(f"models:/{name}/{version}", self.cfg["registry"]["tracking_uri"])

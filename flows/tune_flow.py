@@ -16,7 +16,10 @@ With `tune.kfold=k` the best config is then cross-validated over k folds (mean Â
 """
 from metaflow import Config, FlowSpec, card, current, resources, step
 
+from textclf_steps import settings, textclf_steps
 
+
+@textclf_steps
 class TuneFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
                     help="YAML mapping, YAML list or 'key=value ...' Hydra overrides of config/config.yaml")
@@ -26,12 +29,13 @@ class TuneFlow(FlowSpec):
         """Resolve the config, check the search space, open the study and its MLflow run."""
         import time
 
-        from textclf.config import from_dict
-        from textclf.training import run_paths
-        from textclf.tuning import check, load_study, search_space, start_parent_run, study_ref
+        from textclf.training.launcher import run_paths
+        from textclf.tuning.space import check, search_space
+        from textclf.tuning.study import load_study, study_ref
+        from textclf.tuning.tracking import start_parent_run
 
         self.cfg = self.config.to_dict()
-        cfg = from_dict(self.cfg)
+        cfg = settings(self)
         check(cfg)
         self.run_key = current.origin_run_id or current.run_id
         self.paths = run_paths(cfg, "TuneFlow", self.run_key)
@@ -46,10 +50,9 @@ class TuneFlow(FlowSpec):
     @step
     def preprocess(self):
         """Shards once, shared by every trial."""
-        from textclf.config import from_dict
-        from textclf.preprocess import preprocess
+        from textclf.data.preprocess import preprocess
 
-        self.manifest = preprocess(from_dict(self.cfg), self.paths["data"])
+        self.manifest = preprocess(settings(self), self.paths["data"])
         self.branches = list(range(min(self.config.tune.trials_per_round, self.config.tune.max_trials)))
         self.next(self.trial, foreach="branches")
 
@@ -57,10 +60,9 @@ class TuneFlow(FlowSpec):
     @step
     def trial(self):
         """One trial: ask Optuna, train, tell; then the next round's trial while the budget lasts."""
-        from textclf.config import from_dict
-        from textclf.tuning import has_budget, run_trial
+        from textclf.tuning.study import has_budget, run_trial
 
-        tune = from_dict(self.cfg).tune
+        tune = settings(self).tune
         self.round = getattr(self, "round", -1) + 1
         slot = self.round * tune.trials_per_round + self.input
         result = run_trial(self.cfg, self.study, self.manifest, self.run_key, slot, self.mlflow_run)
@@ -82,10 +84,9 @@ class TuneFlow(FlowSpec):
     @step
     def best_trial(self):
         """The study's verdict: the best trial and its config file."""
-        from textclf.config import from_dict
-        from textclf.tuning import best_config, close_study, write_best_config
+        from textclf.tuning.study import best_config, close_study, write_best_config
 
-        study = close_study(self.study, from_dict(self.cfg))
+        study = close_study(self.study, settings(self))
         self.best = {"number": study.best_trial.number, "value": study.best_value, "params": study.best_params}
         self.best_config = best_config(self.cfg, study.best_params)
         self.best_config_uri = write_best_config(self.best_config, self.paths["root"])
@@ -104,8 +105,9 @@ class TuneFlow(FlowSpec):
     def fold(self):
         """The best config trained on k-1 folds, validated on the held-out one."""
         from textclf.config import from_dict
-        from textclf.training import run_paths, train_model
-        from textclf.tuning import fold_manifest, trial_config
+        from textclf.training.launcher import run_paths, train_model
+        from textclf.tuning.kfold import fold_manifest
+        from textclf.tuning.space import trial_config
 
         cfg = from_dict(trial_config(self.cfg, self.best["params"]))
         manifest = fold_manifest(self.manifest, len(self.fold_ids), self.input, self.paths["data"], cfg.train.seed)
@@ -115,7 +117,7 @@ class TuneFlow(FlowSpec):
 
     @step
     def fold_join(self, inputs):
-        from textclf.tuning import fold_summary
+        from textclf.tuning.kfold import fold_summary
 
         self.kfold = fold_summary([i.fold_score for i in inputs])
         self.merge_artifacts(inputs, exclude=["fold_score"])
@@ -126,38 +128,14 @@ class TuneFlow(FlowSpec):
     @step
     def report(self):
         """Card and MLflow: history, importances, parallel coordinates, the trials, the best config."""
-        import tempfile
-        from pathlib import Path
+        from textclf.tuning.report import report
+        from textclf.tuning.space import search_space
+        from textclf.tuning.study import load_study
 
-        from metaflow.cards import Image, Markdown, Table
-
-        from textclf.config import from_dict
-        from textclf.tuning import finish_parent_run, load_study, search_space, study_figures, trials_table
-
-        cfg = from_dict(self.cfg)
-        study = load_study(self.study, cfg.tune, search_space(cfg))
+        cfg = settings(self)
         self.kfold = getattr(self, "kfold", None)
-        page = current.card["tune"]
-        page.append(Markdown(f"# TuneFlow {self.run_key}\n\nSampler `{cfg.tune.sampler}`, {len(study.trials)} trials; "
-                             f"best trial {self.best['number']}: **{self.best['value']:.4f}**  \n"
-                             f"Best config: `{self.best_config_uri}`"))
-        if self.kfold:
-            page.append(Markdown(f"{self.kfold['folds']}-fold cross-validation of the best config: "
-                                 f"**{self.kfold['mean']:.4f} Â± {self.kfold['std']:.4f}**"))
-        files = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, figure in study_figures(study).items():
-                page.append(Markdown(f"## {name.capitalize()}"))
-                page.append(Image.from_matplotlib(figure))
-                files.append(str(Path(tmp, name.replace(" ", "_") + ".png")))
-                figure.savefig(files[-1], bbox_inches="tight")
-            header, rows = trials_table(study)
-            page.append(Markdown("## Trials"))
-            page.append(Table(rows, headers=header))
-            page.append(Markdown(f"## best.yaml\n\n```yaml\n{self.best_config}\n```"))
-            files.append(str(Path(tmp, "best.yaml")))
-            Path(files[-1]).write_text(self.best_config)
-            finish_parent_run(cfg, self.mlflow_run, study, files, self.kfold)
+        report(current.card["tune"], load_study(self.study, cfg.tune, search_space(cfg)), cfg, self.run_key, self.best,
+               self.best_config, self.best_config_uri, self.kfold, self.mlflow_run)
         self.next(self.end)
 
     @step

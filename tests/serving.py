@@ -1,7 +1,6 @@
 """A real server for tests: uvicorn in a thread on a free 127.0.0.1 port."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -9,11 +8,7 @@ from typing import Iterator
 
 import uvicorn
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from textclf.ports import free_port
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from textclf.augment import (augment_partition, load_lexicon, random_delete, random_insert, random_swap,
+from textclf.data.augment import (augment_partition, load_lexicon, random_delete, random_insert, random_swap,
                              synonym_replace)
 from textclf.config import AugmentConfig, compose
 from textclf.errors import ConfigError
@@ -59,14 +59,14 @@ def test_partition_copies_are_seeded_and_keep_labels():
     ("data.augment.lexicon=/nonexistent/syn.json", "data.augment.lexicon"),
 ])
 def test_bad_augment_config_is_named(override, message):
-    from textclf.augment import check
+    from textclf.data.augment import check
 
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         check(compose(f"model=tiny {override}").data.augment)
 
 
 def test_preprocess_augments_the_train_split_only(toy_csv, tmp_path):
-    from textclf.preprocess import preprocess
+    from textclf.data.preprocess import preprocess
 
     base = f"data.source={toy_csv} model=tiny data.dask.scheduler_address=sync"
     plain = preprocess(compose(base), str(tmp_path / "plain"))

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import toy_rows, write_csv
 from textclf.config import compose
-from textclf.data import normalized_key
+from textclf.data.cleaning import normalized_key
 from textclf.errors import DataError
-from textclf.preprocess import preprocess
+from textclf.data.preprocess import preprocess
 
 SYNC = "model=tiny data.dask.scheduler_address=sync"
 

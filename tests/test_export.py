@@ -10,10 +10,10 @@ import pytest
 from conftest import SANDBOX, TINY, toy_rows, write_csv
 from textclf.cli import main
 from textclf.config import compose, to_dict
-from textclf.export import onnx_path
-from textclf.predict import Predictor
-from textclf.preprocess import preprocess
-from textclf.train import fit
+from textclf.model.onnx_runtime import onnx_path
+from textclf.model.predictor import Predictor
+from textclf.data.preprocess import preprocess
+from textclf.training.loop import fit
 
 
 @pytest.fixture(scope="module")

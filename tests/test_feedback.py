@@ -10,7 +10,7 @@ import pytest
 from conftest import SANDBOX
 from support.gcs_emulator import gcs  # noqa: F401  (the fixture)
 from textclf.errors import DataError
-from textclf.feedback import COLUMNS, append_feedback, read_feedback
+from textclf.monitoring.feedback import COLUMNS, append_feedback, read_feedback
 from textclf.storage import filesystem
 
 

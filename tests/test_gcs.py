@@ -41,7 +41,7 @@ def test_preprocess_reads_and_writes_gs(gcs, tmp_path):
     """Source CSV on gs://, shards and manifest to gs://: the preprocess step's whole I/O."""
     from textclf import storage
     from textclf.config import compose
-    from textclf.preprocess import preprocess
+    from textclf.data.preprocess import preprocess
 
     csv = write_csv(tmp_path / "reviews.csv", toy_rows(120, seed=3))
     source = gcs.url("raw", "reviews.csv")
@@ -85,7 +85,7 @@ def test_mlflow_artifacts_on_gs(gcs, tmp_path):
 
 
 def test_feedback_store_on_gs(gcs):
-    from textclf.feedback import append_feedback, read_feedback
+    from textclf.monitoring.feedback import append_feedback, read_feedback
 
     root = gcs.url("feedback")
     first = append_feedback(root, [{"text": "great film", "labels": "positive", "predicted": "negative",
@@ -177,7 +177,7 @@ def test_train_flow_with_everything_on_gs(gcs, toy_csv, tmp_path):
     cfg = run["cfg"]
     assert cfg["registry"]["artifact_location"] == gcs.url("mlruns")
     assert cfg["serve"]["feedback_root"] == gcs.url("artifacts", "feedback")
-    from textclf.feedback import append_feedback, read_feedback
+    from textclf.monitoring.feedback import append_feedback, read_feedback
 
     append_feedback(cfg["serve"]["feedback_root"], [{"text": "a superb film", "labels": "positive"}])
     assert list(read_feedback(cfg["serve"]["feedback_root"])["text"]) == ["a superb film"]

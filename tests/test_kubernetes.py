@@ -164,7 +164,7 @@ def test_monitor_flow_is_scheduled(gcs):
 def test_dask_kube_cluster_spec():
     """`data.dask.kubernetes=true`: the operator's DaskCluster resource, built without a cluster."""
     from textclf.config import compose
-    from textclf.preprocess import kube_cluster_spec
+    from textclf.data.preprocess import kube_cluster_spec
 
     cfg = compose(f"data.dask.kubernetes=true data.dask.image={IMAGE} data.dask.n_workers=6 "
                   "data.dask.worker_cpu=4 data.dask.worker_memory=16Gi data.dask.service_account=textclf-runner")

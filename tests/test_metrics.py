@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, hamming_loss,
                              precision_score, recall_score, roc_auc_score)
 
-from textclf.metrics import evaluation_report, load_metric, quick_metrics
+from textclf.evaluation.metrics import evaluation_report, load_metric, quick_metrics
 
 
 def noisy_probs(truth: np.ndarray, k: int, seed: int) -> np.ndarray:

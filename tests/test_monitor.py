@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from textclf.monitor import accepted_feedback, label_shift, mmd_test, new_data_version, psi
+from textclf.data.versions import new_data_version
+from textclf.monitoring.drift import label_shift, mmd_test, psi
+from textclf.monitoring.retraining import accepted_feedback
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shifted_one():
@@ -64,7 +66,7 @@ def test_new_version_keeps_every_earlier_row_and_adds_each_accepted_row_once(tmp
 
 
 def test_trainflow_stores_a_reference_profile_with_the_model(trained_run):
-    from textclf.monitor import load_profile
+    from textclf.monitoring.profile import load_profile
 
     task = trained_run["end"].task
     profile, vectors = load_profile(task["model_uri"].data)

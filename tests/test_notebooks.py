@@ -15,8 +15,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from textclf import analysis, notebooks
-from textclf.evaluation import Scored
+from textclf.evaluation import analysis, notebooks
+from textclf.evaluation.scoring import Scored
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("evaluate", "error_analysis", "explore_data")
@@ -87,9 +87,9 @@ def test_default_slices_and_user_slices():
     assert not slices["has @mention"]("mail me at a@b.com")
     assert slices["0-5 words"]("one two") and slices[">30 words"](" ".join(["w"] * 31))
     assert analysis.pattern_slices({"refund": "refund"})["refund"]("REFUND please")
-    assert set(analysis.load_slicing_functions("textclf.analysis:default_slices")) == set(slices)
-    with pytest.raises(ValueError, match="slicing_functions='textclf.analysis:NOPE'"):
-        analysis.load_slicing_functions("textclf.analysis:NOPE")
+    assert set(analysis.load_slicing_functions("textclf.evaluation.analysis:default_slices")) == set(slices)
+    with pytest.raises(ValueError, match="slicing_functions='textclf.evaluation.analysis:NOPE'"):
+        analysis.load_slicing_functions("textclf.evaluation.analysis:NOPE")
     with pytest.raises(ValueError, match="bad pattern"):
         analysis.pattern_slices({"broken": "("})
 
@@ -209,7 +209,7 @@ def test_metrics_agree_with_scikit_learn_and_a_model_data_pair(trained_run, tmp_
     import pyarrow.parquet as pq
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-    from textclf.predict import Predictor
+    from textclf.model.predictor import Predictor
 
     end = trained_run["end"].task
     model_uri, paths = end["model_uri"].data, end["paths"].data
@@ -268,7 +268,7 @@ def test_multi_label_run_gets_the_multi_label_report(tmp_path):
     # the multi-label numbers equal scikit-learn's on the shards' gold rows
     from sklearn.metrics import f1_score, hamming_loss
 
-    from textclf.evaluation import load_predictor, score_split
+    from textclf.evaluation.scoring import load_predictor, score_split
 
     scored = score_split(load_predictor(run["end"].task["model_uri"].data), task["manifest"].data["shards"]["test"])
     pred = scored.predicted

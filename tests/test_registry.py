@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import SANDBOX, TINY, latest_run, run_flow
-from serving import free_port
+from textclf.ports import free_port
 
 pytestmark = pytest.mark.integration
 # Barely trained: about chance on the toy set, where TINY reaches ~1.0.
@@ -135,8 +135,8 @@ def test_lineage_round_trips_from_the_alias_to_the_run_that_made_it(server_runs,
 
 
 def test_resolve_model_loads_the_champion_from_the_server(server_runs, mlflow_server):
-    from textclf.predict import Predictor
-    from textclf.registry import resolve_model
+    from textclf.model.predictor import Predictor
+    from textclf.registry.resolution import resolve_model
 
     reg = _registration(server_runs["strong"])
     model = resolve_model(f"models:/{SERVED}@champion", tracking_uri=mlflow_server)
@@ -151,7 +151,8 @@ def test_resolve_model_loads_the_champion_from_the_server(server_runs, mlflow_se
 def test_default_sqlite_store_keeps_the_champion_when_a_worse_model_arrives(trained_run, server_runs):
     """The gate on the default store (sqlite file, local artifact root): the good model of the
     shared run, then the weak model of the server test, both scored on the same test split."""
-    from textclf.registry import register, start_run, tag_data
+    from textclf.registry.gate import register
+    from textclf.registry.tracking import start_run, tag_data
 
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     trained = _registration(trained_run)
@@ -179,7 +180,7 @@ def test_default_sqlite_store_keeps_the_champion_when_a_worse_model_arrives(trai
 def test_gate_matches_gold_labels_by_name_not_by_id(trained_run):
     """A champion may order its labels differently: the gate compares label names."""
     from textclf.errors import TextclfError
-    from textclf.registry import gate_score
+    from textclf.registry.gate import gate_score
 
     manifest = trained_run["end"].task["manifest"].data
     model, test = trained_run["end"].task["model_uri"].data, manifest["shards"]["test"]
@@ -197,7 +198,7 @@ def test_gate_refuses_to_compare_a_champion_of_another_task(trained_run):
     name is another task: one clear line that says so and what to do, not a TypeError from deep
     inside the scoring or a silent 0 that promotes anything."""
     from textclf.errors import TextclfError
-    from textclf.registry import gate_score
+    from textclf.registry.gate import gate_score
 
     manifest = trained_run["end"].task["manifest"].data
     with pytest.raises(TextclfError, match=r"champion\) is a single-label classifier .* multi-label .* "
@@ -211,7 +212,7 @@ def test_gate_refuses_to_compare_a_champion_of_another_task(trained_run):
 
 
 def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys):
-    from textclf.registry import MetricLogger
+    from textclf.training.tracking import MetricLogger
 
     logger = MetricLogger(f"sqlite:///{tmp_path / 'mlflow.db'}", "no-such-run")
     for step in (10, 20):

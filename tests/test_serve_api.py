@@ -13,7 +13,7 @@ import pytest
 from conftest import SANDBOX
 from serving import serving
 from textclf.config import ServeConfig
-from textclf.feedback import read_feedback
+from textclf.monitoring.feedback import read_feedback
 
 POSITIVE_TEXT = "the film was truly wonderful film"
 NEGATIVE_TEXT = "the hotel was really awful hotel"
@@ -181,7 +181,8 @@ def two_versions(model_uri, tmp_path_factory):
     import shutil
 
     from textclf.config import RegistryConfig
-    from textclf.registry import client, resolve_model
+    from textclf.registry.resolution import resolve_model
+    from textclf.registry.tracking import client
 
     first = tmp_path_factory.mktemp("v1") / "model"
     shutil.copytree(resolve_model(model_uri).path, first)
@@ -267,8 +268,8 @@ def test_cli_serves_a_model_folder_on_localhost(model_uri, tmp_path):
     import sys
     import time
 
-    from serving import free_port
-    from textclf.registry import resolve_model
+    from textclf.ports import free_port
+    from textclf.registry.resolution import resolve_model
 
     cli = [sys.executable, "-m", "textclf.cli", "serve"]
     bad = subprocess.run([*cli, "--model", str(tmp_path / "missing")], capture_output=True, text=True,

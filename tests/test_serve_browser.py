@@ -11,7 +11,7 @@ import pytest
 from conftest import SANDBOX
 from serving import serving
 from textclf.config import ServeConfig
-from textclf.feedback import read_feedback
+from textclf.monitoring.feedback import read_feedback
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium (scripts/test.sh installs it)")

@@ -12,12 +12,16 @@ from sklearn.metrics import f1_score
 
 from conftest import SANDBOX, TINY, toy_rows, write_csv
 from textclf.config import compose, to_dict
-from textclf.metrics import multi_hot
-from textclf.modeling import build_model
-from textclf.predict import Predictor
-from textclf.preprocess import preprocess
-from textclf.sampling import BucketBatchSampler
-from textclf.train import Checkpoints, Dist, EmbeddingAttack, fit, make_optimizer
+from textclf.evaluation.metrics import multi_hot
+from textclf.model.network import build_model
+from textclf.model.predictor import Predictor
+from textclf.data.preprocess import preprocess
+from textclf.training.sampler import BucketBatchSampler
+from textclf.training.checkpoints import Checkpoints
+from textclf.training.distributed import Dist
+from textclf.training.loop import fit, setup, train_step
+from textclf.training.objective import EmbeddingAttack
+from textclf.training.optim import make_optimizer
 
 
 def _spec(tmp_path, manifest, cfg, name: str) -> dict:
@@ -100,6 +104,51 @@ def test_fgm_pushes_the_loss_up_and_restores_the_embeddings_exactly():
     assert moved.norm().item() == pytest.approx(1.0, rel=1e-4)
     assert adversarial.item() > clean.item() + 1e-3  # up the gradient: the batch got harder
     assert torch.equal(attack.weight, clean_weight)
+
+
+# --------------------------------------------------------------------------- one training step
+
+def _trainer(tmp_path, toy_setup, name: str, **train):
+    cfg, manifest = toy_setup
+    cfg = replace(cfg, train=replace(cfg.train, checkpoint_every_steps=0, **train))
+    trainer = setup(_spec(tmp_path, manifest, cfg, name))
+    return trainer, list(trainer.sampler)
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_train_step_accumulates_then_steps_and_averages_at_the_boundary(toy_setup, tmp_path):
+    trainer, batches = _trainer(tmp_path, toy_setup, "accum", grad_accum=2, ema=0.9)
+    start, average = _weights(trainer.model), _weights(trainer.ema.module)
+    loss = train_step(trainer, batches[0])  # inside the accumulation window
+    assert np.isfinite(loss) and loss > 0
+    assert (trainer.progress.micro, trainer.progress.step) == (1, 0)
+    assert all(torch.equal(v, start[k]) for k, v in trainer.model.state_dict().items()), "stepped too early"
+    assert trainer.model.head[-1].weight.grad is not None and trainer.model.head[-1].weight.grad.abs().sum() > 0
+    assert all(torch.equal(v, average[k]) for k, v in trainer.ema.module.state_dict().items())
+    train_step(trainer, batches[1])  # the boundary
+    assert (trainer.progress.micro, trainer.progress.step) == (2, 1)
+    assert not torch.equal(trainer.model.head[-1].weight, start["head.1.weight"])
+    assert all(p.grad is None for p in trainer.model.parameters()), "gradients must be cleared after the step"
+    moved = trainer.ema.module.head[-1].weight
+    assert not torch.equal(moved, average["head.1.weight"])
+    # The average moved part of the way: between where it was and where the weights are now.
+    assert (moved - trainer.model.head[-1].weight).abs().max() < (average["head.1.weight"]
+                                                                  - trainer.model.head[-1].weight).abs().max()
+
+
+def test_train_step_with_fgm_adds_the_adversarial_gradient_and_restores_the_embeddings(toy_setup, tmp_path):
+    plain, batches = _trainer(tmp_path, toy_setup, "plain", grad_accum=2, fgm=0.0)
+    attacked, same_batches = _trainer(tmp_path, toy_setup, "fgm", grad_accum=2, fgm=0.1)
+    assert [b.tolist() for b in batches] == [b.tolist() for b in same_batches]
+    clean = attacked.model.get_input_embeddings().weight.detach().clone()
+    train_step(plain, batches[0])
+    train_step(attacked, batches[0])
+    assert torch.equal(attacked.model.get_input_embeddings().weight, clean), "FGM left the embeddings moved"
+    g_plain, g_attacked = plain.model.head[-1].weight.grad, attacked.model.head[-1].weight.grad
+    assert not torch.allclose(g_plain, g_attacked), "the second (adversarial) backward pass added nothing"
 
 
 # --------------------------------------------------------------------------- resume

@@ -129,7 +129,7 @@ def test_best_config_is_accepted_by_trainflow(tuned):
     ("overrides: [tune.kfold=1]", "tune.kfold"),
 ])
 def test_bad_tune_config_is_named(text, message):
-    from textclf.tuning import check
+    from textclf.tuning.space import check
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         check(compose(text, overrides=["model=tiny"]))

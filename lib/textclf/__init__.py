@@ -1,17 +1,10 @@
 """textclf: labelled text in, a served transformer classifier out, kept fresh.
 
-Offline and telemetry-free by default; set HF_HUB_OFFLINE=0 to use Hub model and dataset names.
+The library is grouped by pipeline stage (see docs/architecture.md): `data`, `model`,
+`evaluation`, `training`, `registry`, `monitoring`, `tuning`, `serve`, on a ground floor of
+`config`, `errors`, `storage`, `environment` and `ports`. Importing it changes nothing in the
+process environment; entry points call `textclf.environment.apply_defaults()` for the offline,
+telemetry-free defaults.
 """
-import os
-
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
 
 __version__ = "0.1.0"

@@ -1,31 +1,131 @@
-"""The `textclf` command: one entry point, one subcommand per module that does the work."""
+"""The `textclf` command: `lineage`, `serve` and `export`.
+
+Parsing arguments imports nothing heavy: each subcommand imports the stage that does its work
+only once it runs, so `textclf --help` answers at once.
+"""
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import sys
+from typing import Callable
 
-# subcommand -> (module, help). Each module provides `add_arguments(parser)` and `run(args) -> int`.
-COMMANDS = {
-    "lineage": ("textclf.lineage", "print where a registered model came from: run, data, code, config"),
-    "serve": ("textclf.serve.app", "serve a model: Gradio demo + JSON API"),
-    "export": ("textclf.export", "export a model to ONNX (fp32 and int8) and record accuracy parity"),
+from textclf.environment import apply_defaults
+from textclf.errors import TextclfError
+from textclf.model.onnx_runtime import VARIANTS
+
+MODEL_HELP = "models:/<name>@<alias>, models:/<name>/<version>, a TrainFlow run id (TrainFlow/123) or a model folder"
+
+
+def lineage(args: argparse.Namespace) -> int:
+    import yaml
+
+    from textclf.registry.lineage import lineage as trace
+
+    record = trace(args.model, args.tracking_uri)
+    print(json.dumps(record, indent=2, default=str) if args.json
+          else yaml.safe_dump(json.loads(json.dumps(record, default=str)), sort_keys=False))
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+    from mlflow.exceptions import MlflowException
+
+    from textclf.config import compose
+    from textclf.serve.app import create_app
+    from textclf.serve.model_holder import ModelHolder
+
+    cfg = compose(overrides=args.overrides)
+    settings = cfg.serve
+    for key in ("model", "host", "port", "poll_seconds", "feedback_root", "variant"):
+        if getattr(args, key) is not None:
+            setattr(settings, key, getattr(args, key))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.registry.tracking_uri)
+    try:
+        holder = ModelHolder(settings.model, settings.poll_seconds, variant=settings.variant)
+    except (OSError, ValueError, MlflowException) as exc:
+        print(f"textclf serve: cannot load model {settings.model!r}: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings, holder), host=settings.host, port=settings.port)
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from textclf.evaluation.parity import export_with_parity
+    from textclf.model.onnx_runtime import ONNX_DIR
+    from textclf.registry.resolution import resolve_model
+    from textclf.registry.runs import run_outputs
+    from textclf.storage import is_remote, join, local_dir, upload_dir
+
+    if Path(args.model).is_dir():
+        folder_uri, shard = args.model, None
+    else:
+        resolved = resolve_model(args.model)
+        folder_uri, shard = resolved.path, run_outputs(resolved.run_id).test_shard if resolved.run_id else None
+    shard = args.test_shard or shard
+    if not is_remote(folder_uri) and not Path(folder_uri, "config.json").is_file():
+        raise TextclfError(f"{folder_uri} is not a model folder (no config.json)")
+    with local_dir(folder_uri) as folder:
+        record = export_with_parity(folder, shard, args.batch_size)
+        if is_remote(folder_uri):
+            upload_dir(folder / ONNX_DIR, join(folder_uri, ONNX_DIR))
+    if shard is None:
+        print("no test split known for this model: parity not measured (pass --test-shard)")
+    print(json.dumps({"model": folder_uri, **record}, indent=2))
+    return 0
+
+
+def _lineage_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else registry.tracking_uri)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+
+
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help=MODEL_HELP + " (default: serve.model in the config)")
+    p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--poll-seconds", type=float, help="how often to follow the alias; 0: never")
+    p.add_argument("--feedback-root", help="folder or gs:// prefix for the feedback store")
+    p.add_argument("--variant", choices=VARIANTS, help="torch (default), onnx or onnx-int8 (exported if missing)")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. serve.max_texts=16")
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("--test-shard", default=None,
+                   help="Parquet test split for the parity check (default: the run's own test split)")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+# name -> (what it does, its arguments, the function that runs it)
+COMMANDS: dict[str, tuple[str, Callable, Callable[[argparse.Namespace], int]]] = {
+    "lineage": ("print where a registered model came from: run, data, code, config", _lineage_arguments, lineage),
+    "serve": ("serve a model: Gradio demo + JSON API", _serve_arguments, serve),
+    "export": ("export a model to ONNX (fp32 and int8) and record accuracy parity", _export_arguments, export),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="textclf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="textclf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (help_text, arguments, command) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        p.set_defaults(_module=module)
-        try:
-            importlib.import_module(module).add_arguments(p)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        arguments(p)
+        p.set_defaults(_run=command)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    apply_defaults()
+    try:
+        return int(args._run(args) or 0)
+    except TextclfError as exc:
+        print(f"textclf {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

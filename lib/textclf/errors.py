@@ -1,13 +1,16 @@
-"""User-facing errors. They derive from MetaflowException so a failing step prints one clear
-message (headline + text) instead of a traceback; they are also ValueErrors for library callers."""
-from metaflow.exception import MetaflowException
+"""User-facing errors: one line that names the file, row, column or key at fault.
+
+They are plain ValueErrors, so the library, the server and notebooks depend on nothing else;
+the flows turn them into clean step failures (`textclf.steps`).
+"""
 
 
-class TextclfError(MetaflowException, ValueError):
+class TextclfError(ValueError):
     headline = "textclf"
 
     def __init__(self, msg: str = ""):
         super().__init__(msg)
+        self.message = msg
 
     def __str__(self) -> str:
         return self.message

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,14 +26,10 @@ from typing import Iterator
 
 import pytest
 
+from textclf.ports import free_port
+
 SUPPORT_DIR = Path(__file__).resolve().parent
 PROJECT = "textclf-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -74,14 +69,15 @@ def _wait_until_up(endpoint: str, process: subprocess.Popen, timeout: float = 30
 
 
 @contextmanager
-def gcs_emulator(data_dir: Path, bucket: str = "textclf-test") -> Iterator[GcsEmulator]:
-    """Start the emulator (objects kept under `data_dir`), create `bucket`, stop it on exit."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
+def gcs_emulator(data_dir: Path, bucket: str = "textclf-test", host: str = "127.0.0.1") -> Iterator[GcsEmulator]:
+    """Start the emulator (objects kept under `data_dir`), create `bucket`, stop it on exit.
+    `host` is the address it listens on (and clients use): loopback, or a Docker network's gateway."""
+    port = free_port(host)
+    endpoint = f"http://{host}:{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     exe = shutil.which("gcp-storage-emulator", path=str(Path(sys.executable).parent)) or "gcp-storage-emulator"
     log = (data_dir.parent / f"gcs-emulator-{port}.log").open("wb")
-    process = subprocess.Popen([exe, "--data-dir", str(data_dir), "start", "--host", "127.0.0.1",
+    process = subprocess.Popen([exe, "--data-dir", str(data_dir), "start", "--host", host,
                                 "--port", str(port), "--default-bucket", bucket, "--quiet"],
                                stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -1,7 +1,7 @@
-"""Serving: one FastAPI app with JSON routes and the Gradio demo mounted beside them."""
-import os
+"""The serve stage: one FastAPI app with the JSON API and the Gradio demo mounted beside it.
 
-# Before anything here imports gradio: no analytics, and gradio_client (which ignores the
-# variable above) makes no Hub calls.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+Owns the app, the model holder that follows the registry alias without downtime, micro-batching,
+the shared service behind API and demo, the schemas and the demo. It may import every stage
+below it (the registry resolves the model, monitoring stores feedback); nothing imports it but
+the `textclf` command.
+"""

@@ -5,12 +5,10 @@ TEXTCLF_SERVE_USER and TEXTCLF_SERVE_PASSWORD are set; no Gradio analytics, no s
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import os
 import secrets
-import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -18,10 +16,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from textclf.config import ServeConfig
-from textclf.predict import VARIANTS
+from textclf.environment import apply_defaults
 from textclf.serve.model_holder import ModelHolder
 from textclf.serve.schemas import (
-    BadInput, FeedbackRequest, FeedbackResponse, Health, ModelInfo, PredictRequest, PredictResponse,
+    BadInput,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    ModelInfo,
+    PredictRequest,
+    PredictResponse,
     ReloadResponse,
 )
 from textclf.serve.service import Service
@@ -48,6 +52,7 @@ def _authorized(header: str | None, expected: tuple[str, str]) -> bool:
 
 def create_app(cfg: ServeConfig, holder: ModelHolder | None = None) -> FastAPI:
     """The app for `cfg`; `holder` lets a caller pass a model it already loaded."""
+    apply_defaults()  # before gradio is imported: no analytics, no Hub calls
     import gradio as gr
 
     from textclf.serve.ui import build_ui
@@ -109,35 +114,3 @@ def create_app(cfg: ServeConfig, holder: ModelHolder | None = None) -> FastAPI:
 
     return gr.mount_gradio_app(app, build_ui(service), path=UI_PATH, run_history=False,
                                footer_links=["api"], show_error=True)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="models:/<name>@<alias>, models:/<name>/<version>, a TrainFlow run id "
-                                        "or a model folder (default: serve.model in the config)")
-    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default 7860)")
-    parser.add_argument("--poll-seconds", type=float, help="how often to follow the alias; 0: never")
-    parser.add_argument("--feedback-root", help="folder or gs:// prefix for the feedback store")
-    parser.add_argument("--variant", choices=VARIANTS, help="torch (default), onnx or onnx-int8 (exported if missing)")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. serve.max_texts=16")
-
-
-def run(args: argparse.Namespace) -> int:
-    import uvicorn
-    from mlflow.exceptions import MlflowException
-
-    from textclf.config import compose
-
-    cfg = compose(overrides=args.overrides)
-    serve = cfg.serve
-    for key in ("model", "host", "port", "poll_seconds", "feedback_root", "variant"):
-        if getattr(args, key) is not None:
-            setattr(serve, key, getattr(args, key))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.registry.tracking_uri)
-    try:
-        holder = ModelHolder(serve.model, serve.poll_seconds, variant=serve.variant)
-    except (OSError, ValueError, MlflowException) as exc:
-        print(f"textclf serve: cannot load model {serve.model!r}: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run(create_app(serve, holder), host=serve.host, port=serve.port)
-    return 0

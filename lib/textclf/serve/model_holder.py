@@ -11,10 +11,11 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
-from textclf.export import export_model, onnx_path
-from textclf.predict import Predictor
+from textclf.evaluation.parity import export_with_parity
+from textclf.model.onnx_runtime import onnx_path
+from textclf.model.predictor import Predictor
+from textclf.registry.resolution import ResolvedModel, resolve_model
 from textclf.serve.schemas import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -31,19 +32,11 @@ class ServedModel:
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
 
 
-def resolve(uri: str) -> Any:
-    """The one place serving depends on the registry: any model URI -> a ResolvedModel
-    (`models:/<name>@<alias>`, `models:/<name>/<version>`, a TrainFlow run id, a folder)."""
-    from textclf.registry import resolve_model
-
-    return resolve_model(uri)
-
-
-def load(uri: str, resolved: Any, batch_size: int = 64, variant: str = "torch") -> ServedModel:
+def load(uri: str, resolved: ResolvedModel, batch_size: int = 64, variant: str = "torch") -> ServedModel:
     """Load a resolved model; an ONNX variant a new version lacks is exported first (seconds),
     so a champion that moved to an un-exported version is still served the configured way."""
     if variant != "torch" and not onnx_path(resolved.path, variant).exists():
-        export_model(resolved.path)
+        export_with_parity(resolved.path)
     predictor = Predictor(resolved.path, batch_size=batch_size, variant=variant)
     info = ModelInfo(uri=uri, name=resolved.name, version=resolved.version, alias=resolved.alias,
                      run_id=resolved.run_id, labels=predictor.labels, multi_label=predictor.multi_label,
@@ -58,7 +51,7 @@ class ModelHolder:
 
     def __init__(self, uri: str, poll_seconds: float = 30.0, batch_size: int = 64, variant: str = "torch"):
         self.uri, self.poll_seconds, self.batch_size, self.variant = uri, poll_seconds, batch_size, variant
-        self._current = load(uri, resolve(uri), batch_size, variant)
+        self._current = load(uri, resolve_model(uri), batch_size, variant)
         self._swap_lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,7 +65,7 @@ class ModelHolder:
         folder, which has no version, is always reloaded). True when swapped. Resolving an
         unchanged alias costs a registry query, not a download, so polling is cheap."""
         with self._swap_lock:
-            resolved = resolve(self.uri)
+            resolved = resolve_model(self.uri)
             old = self._current.info
             if resolved.version is not None and resolved.version == old.version:
                 return False

@@ -11,13 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from textclf.attribution import token_attributions
 from textclf.config import ServeConfig
 from textclf.errors import DataError
-from textclf.feedback import append_feedback
+from textclf.model.attributions import token_attributions
+from textclf.monitoring.feedback import append_feedback
 from textclf.serve.batching import MicroBatcher
 from textclf.serve.model_holder import ModelHolder, ServedModel
-from textclf.serve.schemas import BadInput, FeedbackResponse, Prediction, PredictResponse
+from textclf.serve.schemas import (
+    BadInput,
+    FeedbackResponse,
+    Prediction,
+    PredictResponse,
+)
 
 REMEMBERED_PREDICTIONS = 10_000
 

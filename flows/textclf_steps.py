@@ -1,0 +1,56 @@
+"""What every flow shares: library errors as clean step failures, and the run's typed config.
+
+It lives beside the flows, not in the library, because it is Metaflow glue, and because Metaflow
+ships the module of a user step decorator in every code package: here it travels with the flows,
+while textclf itself comes from the image.
+
+    @textclf_steps
+    class TrainFlow(FlowSpec):
+        ...
+
+Library errors (`textclf.errors`) are plain ValueErrors and know nothing of Metaflow. Every
+step of a flow marked `@textclf_steps` runs under `clean_failures`, which turns them into a
+Metaflow failure that prints one line (the headline and the message, no traceback); any other
+exception still fails the step with its traceback, as a bug should. The same wrapper applies the
+offline, telemetry-free defaults before the step's own code runs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from metaflow import FlowMutator, user_step_decorator
+from metaflow.exception import MetaflowException
+
+from textclf.config import TextclfConfig, from_dict
+from textclf.environment import apply_defaults
+from textclf.errors import TextclfError
+
+
+class StepFailed(MetaflowException):
+    """A library error, shown by Metaflow as `<headline>: <message>` without a traceback."""
+
+    def __init__(self, error: TextclfError):
+        self.headline = error.headline
+        super().__init__(str(error))
+
+
+@user_step_decorator
+def clean_failures(step_name: str, flow: Any, inputs: Any = None, attributes: Any = None):
+    apply_defaults()
+    try:
+        yield
+    except TextclfError as exc:
+        raise StepFailed(exc) from None
+
+
+class textclf_steps(FlowMutator):  # noqa: N801  (used as a class decorator, like Metaflow's own)
+    """Run every step of the flow under `clean_failures`."""
+
+    def pre_mutate(self, mutable_flow) -> None:
+        for _name, step in mutable_flow.steps:
+            step.add_decorator(clean_failures)
+
+
+def settings(flow: Any) -> TextclfConfig:
+    """The run's resolved config (the `cfg` artifact of the start step) as the typed object."""
+    return from_dict(flow.cfg)

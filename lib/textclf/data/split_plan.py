@@ -1,0 +1,187 @@
+"""Every decision about rows, made once on the thin frame of pass one, and pass two that applies it.
+
+Which rows are bad (and whether too many are), which are duplicates, the label map, and a
+deterministic stratified split in which duplicates never straddle splits; then
+`materialize_partition` keeps, cleans and encodes the chosen rows of each partition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from textclf.config import DataConfig
+from textclf.data.cleaning import (
+    STATUS_OK,
+    clean_text,
+    hash64,
+    row_positions,
+    split_labels,
+)
+from textclf.data.shards import SPLITS
+from textclf.errors import DataError
+
+SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
+DROP = -1
+
+
+@dataclass
+class Plan:
+    """What pass two needs: the split of every kept row and the label map, plus the report."""
+    assign: pd.Series  # pos -> split code (DROP for dropped rows)
+    id2label: dict[int, str]
+    multi_label: bool
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _locate_rows(thin: pd.DataFrame, spans: list[tuple[str, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The source file and 1-based data row (header not counted) of every row of the thin frame.
+
+    `spans` gives, per source, its first and one-past-last partition number.
+    """
+    n_parts = max(stop for _, _, stop in spans)
+    sizes = thin.groupby("partition").size().reindex(range(n_parts), fill_value=0)
+    offsets = (sizes.cumsum() - sizes).to_numpy()
+    part = thin["partition"].to_numpy()
+    files = np.empty(len(thin), dtype=object)
+    rows = np.zeros(len(thin), dtype=np.int64)
+    for uri, start, stop in spans:
+        mask = (part >= start) & (part < stop)
+        files[mask] = uri
+        rows[mask] = offsets[part[mask]] - offsets[start] + thin["local"].to_numpy()[mask] + 1
+    return files, rows
+
+
+def plan(thin: pd.DataFrame, cfg: DataConfig, seed: int, source_spans: list[tuple[str, int, int]]) -> Plan:
+    """Every decision about rows, made once on the thin frame; raises DataError on bad input."""
+    thin = thin.sort_values("pos", kind="stable").reset_index(drop=True)
+    total = len(thin)
+    if total == 0:
+        raise DataError(f"{', '.join(u for u, *_ in source_spans)}: no data rows")
+    file_of, rows = _locate_rows(thin, source_spans)
+    bad = thin["status"] != STATUS_OK
+    bad_rows = [{"file": str(file_of[i]), "row": int(rows[i]), "reason": str(thin["status"][i])}
+                for i in np.flatnonzero(bad.to_numpy())[:20]]
+    n_bad = int(bad.sum())
+    if n_bad > cfg.max_bad_fraction * total:
+        first = "; ".join(f"{b['file']} row {b['row']}: {b['reason']}" for b in bad_rows[:5])
+        raise DataError(f"{n_bad} of {total} rows are bad, over the tolerance data.max_bad_fraction="
+                        f"{cfg.max_bad_fraction}: {first}")
+    good = thin[~bad]
+
+    label_lists = good["label"].map(lambda s: s.split(cfg.label_delimiter))
+    if cfg.labels is not None:
+        allowed = set(cfg.labels)
+        unknown = label_lists.map(lambda ls: [l for l in ls if l not in allowed])
+        offenders = unknown[unknown.map(len) > 0]
+        if len(offenders):
+            i = offenders.index[0]
+            raise DataError(f"{file_of[i]} row {rows[i]}: label {offenders[i][0]!r} is not in the declared "
+                            f"label set {sorted(allowed)} ({len(offenders)} such rows)")
+    if not cfg.multi_label:
+        multi = label_lists.map(len) > 1
+        if multi.any():
+            i = multi[multi].index[0]
+            raise DataError(f"{file_of[i]} row {rows[i]}: several labels in a single-label dataset "
+                            f"(set data.multi_label=true)")
+
+    # Duplicates: keep the first occurrence, preferring test > val > train for explicit splits.
+    priority = good["split_hint"].map({"test": 0, "val": 1, "train": 2, "": 3}).astype(int)
+    ordered = good.assign(_prio=priority).sort_values(["_prio", "pos"], kind="stable")
+    n_exact = int(ordered.duplicated("key_exact").sum()) if cfg.dedupe else 0
+    kept = ordered.drop_duplicates("key_norm") if cfg.dedupe else ordered
+    n_norm = len(ordered) - len(kept) - n_exact if cfg.dedupe else 0
+    kept_lists = label_lists.loc[kept.index]
+
+    counts = pd.Series([l for ls in kept_lists for l in ls]).value_counts()
+    rare = sorted(counts[counts < cfg.min_count].index.tolist())
+    if rare:
+        kept_lists = kept_lists.map(lambda ls: [l for l in ls if l not in rare])
+        kept = kept[kept_lists.map(len) > 0]
+        kept_lists = kept_lists.loc[kept.index]
+    names = list(cfg.labels) if cfg.labels is not None else sorted(counts.index.tolist())
+    names = [n for n in names if n not in rare and n in counts.index]
+    if len(names) < 2:
+        where = ", ".join(u for u, *_ in source_spans)
+        raise DataError(f"{where}: need at least 2 classes with >= data.min_count={cfg.min_count} rows; "
+                        f"found {dict(counts)} in column {cfg.label_column!r}")
+    label2id = {n: i for i, n in enumerate(names)}
+
+    split = _assign_splits(kept, kept_lists, cfg, seed)
+    assign = pd.Series(DROP, index=thin["pos"].to_numpy(), dtype=np.int8)
+    assign.loc[kept["pos"].to_numpy()] = split.to_numpy().astype(np.int8)
+
+    by_split = {}
+    for code, name in enumerate(SPLITS):
+        members = kept_lists[split.to_numpy() == code]
+        flat = pd.Series([l for ls in members for l in ls], dtype="string").value_counts()
+        by_split[name] = {"rows": int(len(members)), "classes": {n: int(flat.get(n, 0)) for n in names}}
+    report = {
+        "rows_read": total,
+        "bad_rows": n_bad,
+        "bad_row_examples": bad_rows,
+        "duplicates_exact": n_exact,
+        "duplicates_normalized": n_norm,
+        "dropped_rare_classes": rare,
+        "rows_kept": int(len(kept)),
+        "splits": by_split,
+    }
+    return Plan(assign=assign, id2label={i: n for n, i in label2id.items()}, multi_label=cfg.multi_label, report=report)
+
+
+def _assign_splits(kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig, seed: int) -> pd.Series:
+    """Deterministic stratified split by a seeded hash of the normalized text.
+
+    Each stratum (the label, or for multi-label the rarest label of the row) is ordered by the
+    hash; the first test_fraction of it goes to test, the next val_fraction to val. Rows with the
+    same normalized text share a hash, so duplicates can never straddle splits.
+    """
+    hint = kept["split_hint"].to_numpy()
+    if (hint != "").all():
+        out = pd.Series([SPLIT_CODE[h] for h in hint], index=kept.index)
+        if "val" not in set(hint) or "test" not in set(hint):
+            out = _carve(out, kept, label_lists, cfg, seed, missing={"val", "test"} - set(hint))
+        return out
+    return _carve(pd.Series(SPLIT_CODE["train"], index=kept.index), kept, label_lists, cfg, seed, {"val", "test"})
+
+
+def _carve(out: pd.Series, kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig, seed: int,
+           missing: set[str]) -> pd.Series:
+    pool = out[out == SPLIT_CODE["train"]].index
+    freq = pd.Series([l for ls in label_lists.loc[pool] for l in ls]).value_counts()
+    stratum = label_lists.loc[pool].map(lambda ls: min(ls, key=lambda l: (freq[l], l)))
+    salt = f"split:{seed}"
+    h = kept.loc[pool, "key_norm"].map(lambda k: hash64(str(k), salt))
+    frame = pd.DataFrame({"stratum": stratum, "h": h}).sort_values(["stratum", "h"], kind="stable")
+    frame["rank"] = frame.groupby("stratum").cumcount()
+    size = frame.groupby("stratum")["h"].transform("size")
+    test_frac = cfg.test_fraction if "test" in missing else 0.0
+    val_frac = cfg.val_fraction if "val" in missing else 0.0
+    n_test = np.floor(size * test_frac + 0.5).astype(int)
+    n_val = np.floor(size * val_frac + 0.5).astype(int)
+    codes = np.where(frame["rank"] < n_test, SPLIT_CODE["test"],
+                     np.where(frame["rank"] < n_test + n_val, SPLIT_CODE["val"], SPLIT_CODE["train"]))
+    out = out.copy()
+    out.loc[frame.index] = codes
+    return out
+
+
+# --------------------------------------------------------------------------- pass two: materialize
+
+def materialize_partition(part: pd.DataFrame, assign: pd.Series, label2id: dict[str, int], cfg: DataConfig,
+                          partition_info: dict | None = None) -> pd.DataFrame:
+    """Kept rows of one partition: cleaned text, encoded label(s) and split code."""
+    number = partition_info["number"] if partition_info else 0
+    pos = row_positions(number, np.arange(len(part)))
+    codes = assign.reindex(pos).fillna(DROP).astype(np.int8).to_numpy()
+    keep = codes != DROP
+    texts = [clean_text(t, cfg.clean) for t in part["text"].to_numpy()[keep]]
+    raw = part["label"].to_numpy()[keep]
+    if cfg.multi_label:
+        labels = [[label2id[l] for l in split_labels(r, cfg) if l in label2id] for r in raw]
+    else:
+        labels = [label2id[split_labels(r, cfg)[0]] for r in raw]
+    return pd.DataFrame({"row_id": pos[keep], "text": pd.Series(texts, dtype="string"),
+                         "label": labels, "split": codes[keep]})

@@ -1,0 +1,24 @@
+"""The process settings textclf runs under by default: offline, no telemetry, quiet logs.
+
+Nothing changes them on import. Entry points (the `textclf` command, flow steps, the server)
+call `apply_defaults()` once, before the libraries that read them are imported; a value the
+user set already wins. `scripts/env.sh` sets the same for shells.
+"""
+from __future__ import annotations
+
+import os
+
+DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",  # set HF_HUB_OFFLINE=0 to use Hub model and dataset names
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # one bar per file is noise in step logs
+    "DO_NOT_TRACK": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_defaults() -> None:
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,8 @@
+"""The evaluation stage: what "good" means, and the reports that show it.
+
+Owns the metrics (the quick ones training selects by, and the full test report computed through
+`evaluate` with the metric modules shipped in `metric_modules/`), scoring a model on a split,
+ONNX parity, error analysis, the figures, and the Papermill runner of `notebooks/`. It sits
+below training because training selects models by these metrics; it imports `data`, `model`
+and the ground floor, and resolves no runs or registry names itself (`textclf.registry` does).
+"""

@@ -1,0 +1,7 @@
+"""The model stage: what a classifier is and how it runs.
+
+Owns backbone resolution (`backbones`), the network and its Auto-class registration
+(`network`), dynamic padding, the `Predictor` every other stage scores with (PyTorch or ONNX,
+`onnx_runtime`), the ONNX exporter and token attributions. It imports only the ground floor
+(config, errors, storage): it knows nothing of data files, training, runs or registries.
+"""

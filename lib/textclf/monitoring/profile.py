@@ -1,0 +1,67 @@
+"""The reference profile TrainFlow saves beside every model: label shares, token lengths,
+prediction confidences and a sample of sentence embeddings of held-out rows. MonitorFlow compares
+fresh text with it."""
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from textclf.data.shards import read_split
+from textclf.model.predictor import Predictor
+from textclf.storage import (
+    filesystem,
+    join,
+    local_dir,
+    read_json,
+    write_bytes,
+    write_json,
+)
+
+PROFILE = "profile.json"
+EMBEDDINGS = "profile_embeddings.npy"
+
+
+def describe(predictor: Predictor, texts: list[str], labels: list[list[str]], max_embeddings: int = 256,
+             seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+    """Label shares, token lengths, confidences and an embedding sample of labelled texts."""
+    probs = predictor.predict_proba(texts)
+    flat = [label for row in labels for label in row]
+    shares = pd.Series(flat, dtype=object).value_counts(normalize=True)
+    pick = np.random.default_rng(seed).permutation(len(texts))[:max_embeddings]
+    return {
+        "n": len(texts),
+        "label_shares": {label: float(shares.get(label, 0.0)) for label in predictor.labels},
+        "lengths": [int(len(x)) for x in predictor.encode(texts)],
+        "confidence": probs.max(1).round(6).tolist() if len(texts) else [],
+    }, predictor.embed([texts[i] for i in pick])
+
+
+def save_profile(model_uri: str, manifest: dict[str, Any], max_rows: int = 2000, seed: int = 0) -> str:
+    """Profile held-out rows (val and test, up to `max_rows`) and store the profile inside the
+    model folder, so that it travels with the model into the registry."""
+    id2label = {int(k): v for k, v in manifest["id2label"].items()}
+    texts, labels = [], []
+    for split in ("val", "test"):
+        frame = read_split(manifest["shards"][split], ["text", "label"])
+        texts += frame["text"].tolist()
+        labels += [[id2label[int(i)] for i in (y if isinstance(y, np.ndarray) else [y])] for y in frame["label"]]
+    pick = np.sort(np.random.default_rng(seed).permutation(len(texts))[:max_rows])
+    with local_dir(model_uri) as model_dir:  # a gs:// model is read from a temporary copy
+        profile, vectors = describe(Predictor(model_dir), [texts[i] for i in pick], [labels[i] for i in pick])
+    profile["created"] = datetime.now(timezone.utc).isoformat()
+    buf = io.BytesIO()
+    np.save(buf, vectors.astype(np.float32))
+    write_bytes(join(model_uri, EMBEDDINGS), buf.getvalue())
+    write_json(join(model_uri, PROFILE), profile)
+    return join(model_uri, PROFILE)
+
+
+def load_profile(model_dir: str) -> tuple[dict[str, Any], np.ndarray]:
+    fs, path = filesystem(join(model_dir, EMBEDDINGS))
+    with fs.open(path, "rb") as f:
+        vectors = np.load(io.BytesIO(f.read()))
+    return read_json(join(model_dir, PROFILE)), vectors

@@ -1,0 +1,67 @@
+"""What the evaluation notebooks evaluate: a TrainFlow run id, or a model plus a data folder,
+resolved to a model, a test split, the run's manifest and (on this machine) its training log."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textclf.errors import TextclfError
+from textclf.registry.resolution import resolve_model
+from textclf.registry.runs import run_outputs
+from textclf.storage import exists, join, read_json
+
+
+@dataclass
+class EvalInputs:
+    """Where the model and the data are, and (for a run) where its training log is."""
+    model_uri: str
+    test_shard: str
+    data_uri: str | None = None  # a preprocessed data folder (manifest.json + shards/), if known
+    run_id: str | None = None
+    log_path: str | None = None  # the train step's metrics.jsonl, if this machine has it
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_inputs(run_id: str | None = None, model_uri: str | None = None,
+                   data_uri: str | None = None) -> EvalInputs:
+    """A TrainFlow run id alone, or a model URI plus a data URI (each overrides the run's)."""
+    if run_id:
+        run = run_outputs(run_id)
+        log = Path(run.paths["log_dir"], "metrics.jsonl")
+        inputs = EvalInputs(model_uri=run.model_uri, test_shard=run.test_shard, data_uri=run.paths["data"],
+                            run_id=run.pathspec, log_path=str(log) if log.exists() else None,
+                            manifest=run.manifest)
+        if model_uri:
+            inputs.model_uri = resolve_model(model_uri).path
+        if data_uri:
+            inputs.test_shard, inputs.data_uri, inputs.manifest = data_location(data_uri)
+        return inputs
+    if not (model_uri and data_uri):
+        raise TextclfError("give run_id (e.g. TrainFlow/123), or both model_uri and data_uri")
+    shard, folder, manifest = data_location(data_uri)
+    return EvalInputs(model_uri=resolve_model(model_uri).path, test_shard=shard, data_uri=folder, manifest=manifest)
+
+
+def data_location(data_uri: str) -> tuple[str, str | None, dict[str, Any]]:
+    """(test shard, data folder or None, manifest or {}) for a data folder or a single shard."""
+    manifest_uri = join(data_uri, "manifest.json")
+    if exists(manifest_uri):
+        manifest = read_json(manifest_uri)
+        return manifest["shards"]["test"], data_uri, manifest
+    if not exists(data_uri):
+        raise TextclfError(f"data_uri {data_uri!r} does not exist")
+    return data_uri, None, {}
+
+
+def load_manifest(run_id: str | None = None, data_uri: str | None = None) -> tuple[dict[str, Any], str]:
+    """(preprocessing manifest, data folder) of a run, or of a data folder written by preprocessing."""
+    if run_id and not data_uri:
+        inputs = resolve_inputs(run_id=run_id)
+        return inputs.manifest, inputs.data_uri
+    if not data_uri:
+        raise TextclfError("give run_id (e.g. TrainFlow/123) or data_uri (a preprocessed data folder)")
+    _, folder, manifest = data_location(data_uri)
+    if not folder:
+        raise TextclfError(f"data_uri {data_uri!r} has no manifest.json: give the data folder, not one shard")
+    return manifest, folder

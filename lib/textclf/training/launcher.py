@@ -1,0 +1,79 @@
+"""The train step as one library call: where the run's files go, the torchrun command, the result.
+
+A small launcher of our own: metaflow-torchrun crashes on local runs and mangles dict
+arguments, and all we need is the torchrun command line with the rendezvous settings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from textclf.config import TextclfConfig, to_dict
+from textclf.storage import is_remote, join
+
+WORKER = "textclf.training.worker"
+
+
+def run_paths(cfg: TextclfConfig, flow: str, run_key: str) -> dict[str, str]:
+    """Where one run's big artifacts live: `<artifact_root>/<flow>/<run>/...`, never shared."""
+    root = join(cfg.artifact_root, flow, run_key)
+    local = Path(tempfile.gettempdir(), "textclf", flow, run_key) if is_remote(root) else Path(root)
+    return {"root": root, "data": join(root, "data"), "model": join(root, "model"),
+            "checkpoint_dir": str(local / "checkpoints"), "log_dir": str(local / "logs"), "spec": str(local / "spec.json")}
+
+
+def default_nproc(requested: int) -> int:
+    """One process per GPU; on CPU one process using every core (measured faster than DDP here)."""
+    if requested > 0:
+        return requested
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+
+
+def torchrun_command(spec_path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     master_addr: str | None = None, master_port: int = 29500,
+                     extra: list[str] | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if nnodes > 1:
+        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
+                f"--master-port={master_port}"]
+    else:
+        cmd += ["--standalone"]
+    return cmd + ["-m", WORKER, spec_path, *(extra or [])]
+
+
+def run_torchrun(spec_path: str, nproc: int, threads_per_proc: int = 0, **rendezvous) -> None:
+    """Run training to completion; a failing rank fails this call with its exit status."""
+    env = dict(os.environ)
+    cores = os.cpu_count() or 1
+    env["OMP_NUM_THREADS"] = str(threads_per_proc or max(1, cores // nproc))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cmd = torchrun_command(spec_path, nproc, **rendezvous)
+    print("launching:", " ".join(cmd), flush=True)
+    done = subprocess.run(cmd, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"training failed (torchrun exit status {done.returncode}); see the log above")
+
+
+def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, str], nnodes: int = 1,
+                node_rank: int = 0, master_addr: str | None = None, mlflow_run_id: str | None = None) -> dict[str, Any]:
+    """Fine-tune on the manifest's shards with torchrun; returns the rank-0 training record.
+    With `mlflow_run_id`, rank 0 logs its step and epoch metrics into that MLflow run."""
+    spec = {"config": to_dict(cfg), "manifest": manifest, "output": paths["model"],
+            "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"], "mlflow_run_id": mlflow_run_id}
+    Path(paths["spec"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(paths["spec"]).write_text(json.dumps(spec, indent=2))
+    nproc = default_nproc(cfg.train.nproc_per_node)
+    rendezvous = {"nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr} if nnodes > 1 else {}
+    run_torchrun(paths["spec"], nproc, cfg.train.threads_per_proc, **rendezvous)
+    if node_rank != 0:
+        return {}
+    record = Path(paths["checkpoint_dir"]) / "model" / "training.json" if is_remote(paths["model"]) \
+        else Path(paths["model"]) / "training.json"
+    return json.loads(record.read_text())
