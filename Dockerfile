@@ -36,7 +36,9 @@ COPY config /opt/textclf/config
 COPY notebooks /opt/textclf/notebooks
 COPY flows /opt/textclf/flows
 COPY data/sample /opt/textclf/data/sample
+# The Jupyter kernel the evaluate step's notebooks run on (Papermill asks for it by name).
 RUN pip install --no-deps -e /opt/textclf \
+ && python -m ipykernel install --sys-prefix --name textclf --display-name textclf \
  && python -c "import textclf.config, textclf.training.worker, metaflow, dask_kubernetes"
 
 FROM ${CUDA_IMAGE}

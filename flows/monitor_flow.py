@@ -5,10 +5,13 @@
     python flows/monitor_flow.py argo-workflows create                        # daily (monitor.schedule)
 
 Locally, cron does the scheduling (`0 6 * * * cd /path/to/textclf && .venv/bin/python
-flows/monitor_flow.py run`). The registry gate of the TrainFlow it triggers decides whether the
+flows/monitor_flow.py run`) and a retrain runs TrainFlow in-process. Deployed on Argo Workflows,
+a retrain publishes the Argo Event `monitor.retrain_event` instead: the TrainFlow deployment
+(`argo-workflows create` with Argo Events configured) starts on its own GPU pods with the new data
+version as its `retrain_data` parameter. The registry gate of that TrainFlow decides whether the
 new model becomes `champion`; a running server picks that up by itself.
 """
-from metaflow import Config, FlowSpec, card, config_expr, current, schedule, step
+from metaflow import Config, FlowSpec, card, config_expr, current, resources, schedule, step
 
 from textclf_steps import settings, textclf_steps
 
@@ -25,12 +28,16 @@ class MonitorFlow(FlowSpec):
         from textclf.registry.resolution import resolve_model
 
         self.cfg = self.config.to_dict()
-        champion = resolve_model(self.cfg["serve"]["model"])
-        self.champion = {"uri": champion.uri, "name": champion.name, "version": champion.version,
-                         "run_id": champion.run_id, "created": champion.created}
+        champion = resolve_model(self.cfg["serve"]["model"], self.cfg["registry"]["tracking_uri"], download=False)
+        # The version the alias names now: later steps assess that one, even if the alias moves meanwhile.
+        pinned = f"models:/{champion.name}/{champion.version}" if champion.name else champion.uri
+        self.champion = {"uri": champion.uri, "pinned": pinned, "name": champion.name, "version": champion.version,
+                         "run_id": champion.run_id, "mlflow_run": champion.lineage.get("mlflow_run"),
+                         "created": champion.created}
         print(f"champion: {champion.uri} -> version {champion.version} of {champion.run_id}")
         self.next(self.assess)
 
+    @resources(gpu=config.scoring.gpu, cpu=config.scoring.cpu, memory=config.scoring.memory)
     @card(type="blank", id="monitor")
     @step
     def assess(self):
@@ -44,7 +51,7 @@ class MonitorFlow(FlowSpec):
         from textclf.registry.resolution import resolve_model
 
         cfg = settings(self)
-        model = resolve_model(self.champion["uri"])
+        model = resolve_model(self.champion["pinned"], cfg.registry.tracking_uri)
         self.fresh = fresh_labels(cfg.monitor, cfg.data, read_feedback(cfg.serve.feedback_root))
         predictor = Predictor(model.path)
         self.label_set = predictor.labels
@@ -58,20 +65,25 @@ class MonitorFlow(FlowSpec):
 
     @step
     def retrain(self):
-        """Fold accepted feedback into a new data version and run TrainFlow on it."""
+        """Fold accepted feedback into a new data version and have TrainFlow train on it: deployed,
+        by an Argo Event that starts the TrainFlow deployment on its own pods; locally, in-process."""
         from textclf.config import PROJECT_ROOT
-        from textclf.monitoring.retraining import plan_retraining, trigger_training
+        from textclf.monitoring.retraining import deployed, plan_retraining, request_retraining, train_locally
 
         self.version, self.triggered = None, None
         if not (self.assessment["retrain"] and self.cfg["monitor"]["retrain"]):
             self.next(self.end)
             return
-        plan = plan_retraining(self.champion["run_id"], self.fresh, self.label_set, self.cfg["artifact_root"])
+        plan = plan_retraining(self.champion, self.cfg["registry"]["tracking_uri"], self.fresh, self.label_set,
+                               self.cfg["artifact_root"])
         self.version, self.feedback_report = plan["version"], plan["feedback"]
         print(f"new data version {self.version['sha256'][:16]}: {self.version['previous_rows']} earlier rows "
               f"+ {self.version['added_rows']} new ({self.feedback_report})")
-        self.triggered = trigger_training(plan["config"], str(PROJECT_ROOT / "flows" / "train_flow.py"))
-        current.run.add_tag(f"retrained:{self.triggered}")
+        if deployed():
+            self.triggered = request_retraining(plan["data"], self.cfg["monitor"]["retrain_event"])
+        else:
+            self.triggered = train_locally(plan["config"], str(PROJECT_ROOT / "flows" / "train_flow.py"))
+            current.run.add_tag(f"retrained:{self.triggered}")
         self.next(self.end)
 
     @step

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from metaflow import FlowMutator, user_step_decorator
+from metaflow import FlowMutator, current, trigger, user_step_decorator
 from metaflow.exception import MetaflowException
+from metaflow.metaflow_config import ARGO_EVENTS_EVENT
 
 from textclf.config import TextclfConfig, from_dict
 from textclf.environment import apply_defaults
@@ -49,6 +50,30 @@ class textclf_steps(FlowMutator):  # noqa: N801  (used as a class decorator, lik
     def pre_mutate(self, mutable_flow) -> None:
         for _name, step in mutable_flow.steps:
             step.add_decorator(clean_failures)
+
+
+class retrained_by_monitor(FlowMutator):  # noqa: N801
+    """Where Argo Events is configured (`METAFLOW_ARGO_EVENTS_EVENT`), the deployment is also
+    triggered by `monitor.retrain_event`, whose `retrain_data` becomes the flow's parameter of that
+    name; elsewhere (locally, or a cluster without Argo Events) nothing changes."""
+
+    def pre_mutate(self, mutable_flow) -> None:
+        if not ARGO_EVENTS_EVENT:
+            return
+        event = dict(mutable_flow.configs)["config"]["monitor"]["retrain_event"]
+        mutable_flow.add_decorator(trigger, deco_kwargs={
+            "event": {"name": event, "parameters": {"retrain_data": "retrain_data"}}})
+
+
+def name_single_node_gang(flow: Any) -> None:
+    """On Kubernetes, Metaflow 2.19 names the tasks of a @parallel gang only when it has more
+    than one node (`kubernetes_decorator.task_pre_step`), so a one-node gang fails after its work
+    is done ("Flow TrainFlow has no attribute '_control_mapper_tasks'"; found by the cluster
+    rehearsal). A gang that was not named is named here: its one task is the only mapper."""
+    try:
+        flow._control_mapper_tasks
+    except AttributeError:
+        flow._control_mapper_tasks = [f"{current.run_id}/{current.step_name}/{current.task_id}"]
 
 
 def settings(flow: Any) -> TextclfConfig:

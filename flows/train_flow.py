@@ -7,28 +7,38 @@
 Steps import the library inside their bodies: each Metaflow task is a fresh process, and
 importing torch, transformers and Dask for steps that do not need them costs seconds.
 """
-from metaflow import Config, FlowSpec, card, current, parallel, resources, step
+from metaflow import Config, FlowSpec, Parameter, card, current, parallel, resources, retry, step
 
-from textclf_steps import settings, textclf_steps
+from textclf_steps import name_single_node_gang, retrained_by_monitor, settings, textclf_steps
 
 
 @textclf_steps
+@retrained_by_monitor
 class TrainFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
                     help="YAML mapping, YAML list or 'key=value ...' Hydra overrides of config/config.yaml")
+    retrain_data = Parameter("retrain_data", default="",
+                             help="JSON of data.* keys that replace the configured data: a retraining request "
+                                  "(MonitorFlow's event, when deployed)")
 
     @step
     def start(self):
         """Resolve the config once; every step and the record of this run use this snapshot."""
+        import json
+
+        from textclf.monitoring.retraining import with_data
         from textclf.registry.tracking import start_run
         from textclf.training.launcher import run_paths
 
         self.cfg = self.config.to_dict()
+        if self.retrain_data:
+            self.cfg = with_data(self.cfg, json.loads(self.retrain_data))
         self.paths = run_paths(settings(self), "TrainFlow", current.origin_run_id or current.run_id)
         self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}")
         print(f"artifacts under {self.paths['root']}; MLflow run {self.mlflow_run_id}")
         self.next(self.preprocess)
 
+    @retry(times=2)
     @resources(cpu=config.data.dask.worker_cpu, memory=8000)
     @step
     def preprocess(self):
@@ -39,6 +49,7 @@ class TrainFlow(FlowSpec):
         self.data_fingerprint = self.manifest["fingerprint"]["sha256"]
         self.next(self.train, num_parallel=self.config.train.resources.num_nodes)
 
+    @retry(times=2)  # a preempted gang starts again from the newest checkpoint on durable storage
     @resources(gpu=config.train.resources.gpu, cpu=config.train.resources.cpu, memory=config.train.resources.memory)
     @parallel
     @step
@@ -49,8 +60,11 @@ class TrainFlow(FlowSpec):
         self.training = train_model(settings(self), self.manifest, self.paths,
                                     nnodes=current.parallel.num_nodes, node_rank=current.parallel.node_index,
                                     master_addr=current.parallel.main_ip, mlflow_run_id=self.mlflow_run_id)
+        name_single_node_gang(self)
         self.next(self.join_train)
 
+    @retry(times=2)
+    @resources(gpu=config.scoring.gpu, cpu=config.scoring.cpu, memory=config.scoring.memory)
     @step
     def join_train(self, inputs):
         from textclf.monitoring.profile import save_profile
@@ -61,19 +75,25 @@ class TrainFlow(FlowSpec):
         save_profile(self.model_uri, self.manifest)  # the reference MonitorFlow measures drift against
         self.next(self.evaluate)
 
+    @retry(times=2)
+    @resources(gpu=config.scoring.gpu, cpu=config.scoring.cpu, memory=config.scoring.memory)
     @card(type="blank", id="evaluation", options={"title": "Evaluation notebooks"})
     @step
     def evaluate(self):
         """Papermill runs the evaluation, error-analysis and data notebooks on this run; the
         evaluate notebook's metrics.json is the test metrics, and the HTML pages fill the card."""
         from textclf.evaluation.notebooks import card_components, evaluate_run
+        from textclf.storage import join
 
-        self.test_metrics, self.reports, pages = evaluate_run(f"{current.flow_name}/{current.run_id}", self.paths["root"])
+        self.test_metrics, self.reports, pages = evaluate_run(
+            self.paths["root"], run_id=f"{current.flow_name}/{current.run_id}", model_uri=self.model_uri,
+            data_uri=self.paths["data"], log_uri=join(self.paths["logs"], "metrics.jsonl"))
         current.card["evaluation"].extend(card_components(self.test_metrics, pages))
         self.next(self.register)
 
+    @resources(gpu=config.scoring.gpu, cpu=config.scoring.cpu, memory=config.scoring.memory)
     @step
-    def register(self):
+    def register(self):  # no @retry: a second attempt could register the model twice
         """MLflow: log what the run made, register a version, and let the gate pick the alias."""
         from textclf.registry.gate import register
         from textclf.registry.tracking import log_evaluation, log_training, tag_data
@@ -88,6 +108,7 @@ class TrainFlow(FlowSpec):
                               f"gate:{self.registration['alias']}"])
         self.next(self.end)
 
+    @retry(times=2)
     @card(type="blank", id="summary")
     @step
     def end(self):

@@ -10,15 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
+from support.argo_sim import compile_workflow
 from support.gcs_emulator import gcs  # noqa: F401  (the fixture)
 
 FLOWS = sorted(p.name for p in (ROOT / "flows").glob("*_flow.py"))
@@ -44,12 +42,8 @@ def deploy_env(gcs) -> dict[str, str]:
     }
 
 
-def compile_flow(gcs, flow: str, overrides: str = "") -> dict:
-    cmd = [sys.executable, str(ROOT / "flows" / flow), "--no-pylint", "--config-value", "config", overrides,
-           "argo-workflows", "create", "--only-json"]
-    done = subprocess.run(cmd, cwd=ROOT, env=deploy_env(gcs), capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(done.stdout)
+def compile_flow(gcs, flow: str, overrides: str = "", **env: str) -> dict:
+    return compile_workflow(flow, overrides, {**deploy_env(gcs), **env})
 
 
 def templates(workflow: dict) -> dict[str, dict]:
@@ -134,8 +128,43 @@ def test_only_the_train_step_asks_for_gpus(train_workflow):
     by_name = templates(train_workflow)
     for name in ("start", "preprocess", "join-train", "evaluate", "register", "end"):
         resources = by_name[name]["container"]["resources"]
-        assert "nvidia.com/gpu" not in resources.get("limits", {}), name
+        assert int(resources.get("limits", {}).get("nvidia.com/gpu", 0)) == 0, name
     assert float(by_name["preprocess"]["container"]["resources"]["requests"]["cpu"]) == 2  # data.dask.worker_cpu
+
+
+def test_steps_that_load_a_model_get_the_scoring_resources(gcs):
+    by_name = templates(compile_flow(gcs, "train_flow.py", "scoring.gpu=1 scoring.cpu=6 scoring.memory=24000"))
+    for name in ("join-train", "evaluate", "register"):
+        resources = by_name[name]["container"]["resources"]
+        assert resources["limits"]["nvidia.com/gpu"] == "1", name
+        assert float(resources["requests"]["cpu"]) == 6 and resources["requests"]["memory"] == "24000.0M", name
+    assert int(by_name["start"]["container"]["resources"].get("limits", {}).get("nvidia.com/gpu", 0)) == 0
+    monitor = templates(compile_flow(gcs, "monitor_flow.py", "scoring.gpu=1"))
+    assert monitor["assess"]["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_retries_where_a_second_attempt_is_safe(train_workflow):
+    """A preempted train gang starts again (and resumes from its checkpoint); register, which would
+    register the model twice, and start, which opens the MLflow run, are not retried."""
+    by_name = templates(train_workflow)
+    for name in ("preprocess", "train", "join-train", "evaluate", "end"):
+        assert by_name[name]["retryStrategy"]["limit"] == 2, name
+    for name in ("start", "register"):
+        assert "retryStrategy" not in by_name[name], name
+
+
+ARGO_EVENTS = {"METAFLOW_ARGO_EVENTS_EVENT": "metaflow-event", "METAFLOW_ARGO_EVENTS_EVENT_SOURCE": "argo-events-webhook",
+               "METAFLOW_ARGO_EVENTS_SERVICE_ACCOUNT": "operate-workflow-sa",
+               "METAFLOW_ARGO_EVENTS_WEBHOOK_URL": "http://argo-events-webhook-eventsource-svc.argo-events:12000/metaflow-event"}
+
+
+def test_train_flow_deployment_is_triggered_by_the_retrain_event_where_argo_events_is_configured(gcs):
+    workflow = compile_flow(gcs, "train_flow.py", "monitor.retrain_event=acme.retrain", **ARGO_EVENTS)
+    assert json.loads(workflow["metadata"]["annotations"]["metaflow/triggers"]) == [
+        {"name": "acme.retrain", "type": "event"}]
+    assert "retrain_data" in {p["name"] for p in workflow["spec"]["arguments"]["parameters"]}
+    plain = compile_flow(gcs, "train_flow.py")  # no Argo Events: a deployment that only runs when asked
+    assert "metaflow/triggers" not in plain["metadata"]["annotations"]
 
 
 def test_pods_get_the_resolved_config_with_gs_and_mlflow_settings(gcs, train_workflow):

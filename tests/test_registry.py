@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 
 from conftest import SANDBOX, TINY, latest_run, run_flow
-from textclf.ports import free_port
+from support.mlflow_server import mlflow_server as serve_mlflow
 
 pytestmark = pytest.mark.integration
 # Barely trained: about chance on the toy set, where TINY reaches ~1.0.
@@ -26,28 +24,8 @@ SERVED = "served-gate"
 def mlflow_server():
     """`mlflow server` with a sqlite backend and proxied local artifacts, one worker, 127.0.0.1."""
     root = SANDBOX / "mlflow-server"
-    root.mkdir(exist_ok=True)
-    port = free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'db.sqlite'}",
-                             "--artifacts-destination", str(root / "artifacts")], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with serve_mlflow(root, str(root / "artifacts")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The training loop in-process (one rank): resumable to the bit, multi-label, and its sampler."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
 from conftest import SANDBOX, TINY, toy_rows, write_csv
+from support.gcs_emulator import gcs  # noqa: F401  (the fixture)
 from textclf.config import compose, to_dict
 from textclf.evaluation.metrics import multi_hot
 from textclf.model.network import build_model
@@ -67,6 +69,38 @@ def test_sampler_buckets_by_length_and_is_reproducible_per_epoch():
     sampler.skip = 5
     assert [b.tolist() for b in sampler] == [b.tolist() for b in list(BucketBatchSampler(
         lengths, batch_size=16, seed=3, bucket_batches=32, epoch=1))[5:]]
+
+
+# --------------------------------------------------------------------------- the tiny test backbone
+
+BUILD_ON_EVERY_RANK = """
+import hashlib, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+from transformers import AutoModel
+from textclf.model.backbones import resolve_backbone
+torch.manual_seed(1234)
+before = torch.get_rng_state()
+model = AutoModel.from_pretrained(resolve_backbone("tiny-bert"))
+assert torch.equal(before, torch.get_rng_state()), "building the backbone reset the caller's random state"
+print("rank", dist.get_rank(), hashlib.sha256(model.embeddings.word_embeddings.weight.detach().numpy().tobytes()).hexdigest())
+"""
+
+
+def test_ranks_on_a_fresh_machine_build_one_tiny_backbone_and_keep_their_random_state(tmp_path):
+    """Every pod starts with an empty cache: ranks building the backbone at once under a process group
+    (where transformers' save_pretrained writes nothing on rank 1) must all load the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "build.py"
+    script.write_text(BUILD_ON_EVERY_RANK)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
+                           str(script)], env={**os.environ, "TEXTCLF_CACHE": str(tmp_path / "cache")},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    digests = dict(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert set(digests) == {"0", "1"} and len(set(digests.values())) == 1, done.stdout
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -174,6 +208,31 @@ def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_set
         last = torch.load(latest / "state.pt", weights_only=False)
         assert not torch.equal(a["head.1.weight"], last["model"]["head.1.weight"])
         torch.testing.assert_close(a["head.1.weight"], last["ema"]["module.head.1.weight"], rtol=0, atol=0)
+
+
+def test_a_fresh_machine_resumes_from_the_checkpoint_mirrored_on_gs(toy_setup, tmp_path, gcs, capsys):
+    """A retried pod has an empty disk: it finds the newest checkpoint, the best weights and the
+    training log in the mirror beside the run's artifacts, and ends where an uninterrupted run ends."""
+    from textclf import storage
+
+    cfg, manifest = toy_setup
+    straight = fit(_spec(tmp_path, manifest, cfg, "straight"))
+    mirrors = {"checkpoint_mirror": gcs.url("run", "checkpoints"), "log_mirror": gcs.url("run", "logs", "metrics.jsonl")}
+    first = {**_spec(tmp_path, manifest, cfg, "first-pod"), **mirrors}
+    assert fit(first, stop_after_steps=12) is None  # epoch 1 ended at step 10 (a best.pt), then preempted
+    assert storage.read_text(gcs.url("run", "checkpoints", "latest")).strip() == "step-00000012"
+    capsys.readouterr()
+    second = {**_spec(tmp_path, manifest, cfg, "second-pod"), **mirrors}
+    resumed = fit(second)
+    assert f"resumed from {gcs.url('run', 'checkpoints', 'step-00000012')} (epoch 1, step 12)" in capsys.readouterr().out
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "second-pod" / "model" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    log = [json.loads(line) for line in storage.read_text(mirrors["log_mirror"]).splitlines()]
+    assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [1, 2]  # one log across both pods
+    assert len({r["step"] for r in log if r["kind"] == "step"}) == len([r for r in log if r["kind"] == "step"])
 
 
 # --------------------------------------------------------------------------- multi-label

@@ -100,6 +100,15 @@ class ResourcesConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """The pods of the steps that load a model and score with it: TrainFlow's join_train (the
+    drift profile), evaluate (the notebooks) and register (the gate), and MonitorFlow's assess."""
+    gpu: int = 0
+    cpu: int = 2
+    memory: int = 8000
+
+
+@dataclass
 class TrainConfig:
     seed: int = 42
     epochs: int = 3
@@ -169,6 +178,9 @@ class MonitorConfig:
     max_age_days: float = 30.0  # 0: no age limit
     retrain: bool = True  # False: report only
     schedule: str = "0 6 * * *"  # Argo cron for MonitorFlow (daily)
+    # Deployed on Argo, MonitorFlow publishes this Argo Event to retrain, and the TrainFlow deployment
+    # is triggered by it (where Argo Events is configured); run locally, it runs TrainFlow itself.
+    retrain_event: str = "textclf.retrain"
 
 
 @dataclass
@@ -202,6 +214,7 @@ class TextclfConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)

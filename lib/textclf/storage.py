@@ -46,6 +46,40 @@ def write_bytes(uri: str, data: bytes) -> None:
     fs.mv(tmp, path)
 
 
+def read_text(uri: str) -> str:
+    with fsspec.open(uri, "r", encoding="utf-8") as f:
+        return f.read()
+
+
+def put_file(local: str | Path, uri: str) -> None:
+    """Copy one local file to `uri` (published whole, as `write_bytes`), streaming it."""
+    if not is_remote(uri):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, f"{uri}.tmp-{os.getpid()}")
+        os.replace(f"{uri}.tmp-{os.getpid()}", uri)
+        return
+    fs, path = filesystem(uri)
+    fs.put_file(str(local), path)
+
+
+def get_file(uri: str, local: str | Path) -> Path:
+    """Copy `uri` to a local file; the file appears whole or not at all."""
+    local = Path(local)
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f"{local.name}.tmp-{os.getpid()}")
+    fs, path = filesystem(uri)
+    fs.get_file(path, str(tmp))
+    os.replace(tmp, local)
+    return local
+
+
+def remove(uri: str) -> None:
+    """Delete a file or a folder with everything in it (nothing if it is not there)."""
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def write_json(uri: str, obj: Any) -> None:
     write_bytes(uri, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 

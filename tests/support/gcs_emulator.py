@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from typing import Iterator
 
 import pytest
 
+from support.processes import serving
 from textclf.ports import free_port
 
 SUPPORT_DIR = Path(__file__).resolve().parent
@@ -55,19 +53,6 @@ class GcsEmulator:
         }
 
 
-def _wait_until_up(endpoint: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gcp-storage-emulator exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(endpoint + "/", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gcp-storage-emulator did not answer on {endpoint} within {timeout:.0f}s")
-
-
 @contextmanager
 def gcs_emulator(data_dir: Path, bucket: str = "textclf-test", host: str = "127.0.0.1") -> Iterator[GcsEmulator]:
     """Start the emulator (objects kept under `data_dir`), create `bucket`, stop it on exit.
@@ -76,20 +61,10 @@ def gcs_emulator(data_dir: Path, bucket: str = "textclf-test", host: str = "127.
     endpoint = f"http://{host}:{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     exe = shutil.which("gcp-storage-emulator", path=str(Path(sys.executable).parent)) or "gcp-storage-emulator"
-    log = (data_dir.parent / f"gcs-emulator-{port}.log").open("wb")
-    process = subprocess.Popen([exe, "--data-dir", str(data_dir), "start", "--host", host,
-                                "--port", str(port), "--default-bucket", bucket, "--quiet"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_until_up(endpoint, process)
+    cmd = [exe, "--data-dir", str(data_dir), "start", "--host", host, "--port", str(port), "--default-bucket", bucket,
+           "--quiet"]
+    with serving(cmd, endpoint + "/", data_dir.parent / f"gcs-emulator-{port}.log", timeout=30):
         yield GcsEmulator(endpoint=endpoint, bucket=bucket)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -101,14 +101,15 @@ def strip_outputs(path: str | Path) -> bool:
     return after != before
 
 
-def evaluate_run(run_id: str, root_uri: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Path]]:
-    """The evaluate step: run every report notebook on a TrainFlow run, keep them under
-    `<root_uri>/reports`, and return (test metrics from metrics.json, name -> HTML URI, local HTML)."""
+def evaluate_run(root_uri: str, **inputs: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Path]]:
+    """The evaluate step: run every report notebook on `inputs` (run_id, model_uri, data_uri,
+    log_uri), keep them under `<root_uri>/reports`, and return (test metrics from metrics.json,
+    name -> HTML URI, local HTML)."""
     import json
 
     target = join(root_uri, "reports")
     local = Path(tempfile.mkdtemp(prefix="textclf-reports-")) if is_remote(target) else Path(target)
-    made = run_reports({"run_id": run_id, "output_dir": str(local.resolve())}, local)
+    made = run_reports({**inputs, "output_dir": str(local.resolve())}, local)
     metrics = json.loads((local / "metrics.json").read_text())
     upload_dir(local, target)
     return metrics, {name: join(target, files["html"].name) for name, files in made.items()}, \

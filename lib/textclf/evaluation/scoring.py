@@ -12,7 +12,7 @@ import numpy as np
 
 from textclf.data.shards import read_split, token_ids
 from textclf.evaluation.metrics import multi_hot
-from textclf.storage import download_dir, exists, join, read_json
+from textclf.storage import download_dir, exists, join, read_json, read_text
 
 
 @dataclass
@@ -52,8 +52,8 @@ def score_split(predictor, shard_uri: str) -> Scored:
 
 def training_log(log_path: str | None, model_uri: str) -> list[dict[str, Any]]:
     """The train step's log records (steps and epochs), or the epoch history saved with the model."""
-    if log_path and Path(log_path).exists():
-        return [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    if log_path and exists(log_path):
+        return [json.loads(line) for line in read_text(log_path).splitlines() if line.strip()]
     record = join(model_uri, "training.json")
     return [{"kind": "epoch", **r} for r in read_json(record)["history"]] if exists(record) else []
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,23 +43,34 @@ def resolve_backbone(name: str) -> str:
 
 
 def _tiny_bert(dest: Path) -> Path:
-    """A 2-layer, 64-wide BERT with the packaged MiniLM vocabulary: seconds to train, for tests."""
+    """A 2-layer, 64-wide BERT with the packaged MiniLM vocabulary: seconds to train, for tests.
+
+    Built once per machine: the ranks of a job that start together wait on one lock while the
+    first builds it, then all load the same finished folder. The weights are written with
+    safetensors directly: under a torch.distributed process group, transformers' `save_pretrained`
+    writes nothing on ranks other than 0, and a rank-1 build left a folder without weights (found
+    by the cluster rehearsal, where every pod starts with an empty cache)."""
     if (dest / "config.json").exists():
         return dest
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from filelock import FileLock
 
-    vocab_source = resolve_backbone("minilm-l6")
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(vocab_source)
-    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=128, max_position_embeddings=512))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="tiny-bert-", dir=dest.parent))
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.rename(dest)  # atomic: concurrent ranks either win or find it built
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+    with FileLock(str(dest.parent / f".{dest.name}.lock")):
+        if (dest / "config.json").exists():
+            return dest
+        import torch
+        from safetensors.torch import save_file
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("minilm-l6"))
+        with torch.random.fork_rng():  # the caller's random state is not ours to reset: a run must not
+            torch.manual_seed(0)        # depend on whether this machine had the folder already
+            model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=128, max_position_embeddings=512))
+        staging = Path(tempfile.mkdtemp(prefix="tiny-bert-", dir=dest.parent))
+        model.config.save_pretrained(staging)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, staging / "model.safetensors",
+                  metadata={"format": "pt"})
+        tokenizer.save_pretrained(staging)
+        staging.rename(dest)
     return dest

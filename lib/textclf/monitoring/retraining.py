@@ -1,7 +1,11 @@
 """When the champion is no longer fit: the next data version (every earlier row plus accepted
-feedback), the champion's config pointed at it, and the TrainFlow run that trains on it."""
+feedback), the config that points at it, and the TrainFlow run that trains on it: started by an
+Argo Event when MonitorFlow runs deployed (TrainFlow then runs as its own workflow, on its own
+GPU pods), or through the Metaflow Runner when it runs locally."""
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import numpy as np
@@ -10,6 +14,7 @@ import pandas as pd
 from textclf.config import from_dict
 from textclf.data.cleaning import normalized_key
 from textclf.data.versions import new_data_version, previous_rows
+from textclf.registry.resolution import run_record
 from textclf.registry.runs import run_outputs
 
 
@@ -34,20 +39,58 @@ def accepted_feedback(feedback: pd.DataFrame, labels: list[str], multi_label: bo
     return ok, {"received": len(rows), "accepted": len(ok), "rejected": why[why != ""].value_counts().to_dict()}
 
 
-def next_training_config(champion_cfg: dict[str, Any], version: dict[str, Any],
-                         kept: dict[str, str | None]) -> dict[str, Any]:
-    """The champion's resolved config, pointed at the new data version and nothing else changed."""
-    cfg = {**champion_cfg, "data": {**champion_cfg["data"], "text_column": "text", "label_column": "label",
-                                    "format": None, "revision": None}}
+def retrain_data(version: dict[str, Any], kept: dict[str, str | None]) -> dict[str, Any]:
+    """The `data` keys a retraining run changes: the new version in place of the old rows (with
+    explicit splits only `train`: val and test stay, so old and new models meet on the same ground)."""
+    data: dict[str, Any] = {"text_column": "text", "label_column": "label", "format": None, "revision": None}
     if kept:
-        cfg["data"].update(source=None, train=version["uri"], val=kept["val"], test=kept["test"])
-    else:
-        cfg["data"].update(source=version["uri"], train=None, val=None, test=None)
-    return cfg
+        return {**data, "source": None, "train": version["uri"], "val": kept["val"], "test": kept["test"]}
+    return {**data, "source": version["uri"], "train": None, "val": None, "test": None}
 
 
-def trigger_training(cfg: dict[str, Any], flow_file: str) -> str:
-    """Run TrainFlow on `cfg` through the Metaflow Runner API; returns its pathspec."""
+def with_data(cfg: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config with its `data` section updated and nothing else changed."""
+    return {**cfg, "data": {**cfg["data"], **data}}
+
+
+def champion_config(champion: dict[str, Any], tracking_uri: str) -> dict[str, Any]:
+    """The resolved config the champion was trained with: from its MLflow run when it is
+    registered (all a pod needs to reach), else from the Metaflow run that trained it."""
+    if champion.get("mlflow_run"):
+        return run_record(champion["mlflow_run"], tracking_uri)["config"]
+    return run_outputs(champion["run_id"]).cfg
+
+
+def plan_retraining(champion: dict[str, Any], tracking_uri: str, fresh: pd.DataFrame, labels: list[str],
+                    artifact_root: str) -> dict[str, Any]:
+    """The data version a retraining run takes (the champion's own rows plus the accepted fresh
+    feedback), the `data` keys that point at it, and the champion's config so pointed."""
+    champion_cfg = champion_config(champion, tracking_uri)
+    data_cfg = from_dict(champion_cfg).data
+    rows, report = accepted_feedback(fresh, labels, data_cfg.multi_label)
+    previous, kept = previous_rows(data_cfg)
+    version = new_data_version(previous, rows, "text", "label", data_cfg.multi_label, data_cfg.label_delimiter,
+                               artifact_root)
+    data = retrain_data(version, kept)
+    return {"version": version, "feedback": report, "data": data, "config": with_data(champion_cfg, data)}
+
+
+def deployed() -> bool:
+    """Running as a step of an Argo Workflows deployment (Metaflow's own test for it)."""
+    return bool(os.environ.get("ARGO_WORKFLOW_TEMPLATE"))
+
+
+def request_retraining(data: dict[str, Any], event: str) -> str:
+    """Deployed: publish `event`, which starts the TrainFlow deployment on its own pods with
+    `retrain_data` (the `data` keys) as its parameter. Returns what was published."""
+    from metaflow.integrations import ArgoEvent
+
+    event_id = ArgoEvent(name=event).publish(payload={"retrain_data": json.dumps(data)}, ignore_errors=False)
+    return f"argo event {event} ({event_id})"
+
+
+def train_locally(cfg: dict[str, Any], flow_file: str) -> str:
+    """Not deployed: run TrainFlow on `cfg` through the Metaflow Runner API; returns its pathspec."""
     from metaflow import Runner
 
     with Runner(flow_file, show_output=True, pylint=False, config_value=[("config", cfg)]).run() as running:
@@ -55,15 +98,3 @@ def trigger_training(cfg: dict[str, Any], flow_file: str) -> str:
             raise RuntimeError(f"retraining failed: {running.run.pathspec if running.run else flow_file}\n"
                                f"{running.stderr[-2000:]}")
         return running.run.pathspec
-
-
-def plan_retraining(champion_run: str, fresh: pd.DataFrame, labels: list[str], artifact_root: str) -> dict[str, Any]:
-    """The data version and config a retraining run takes: the champion's own rows plus the
-    accepted fresh feedback, and the champion's resolved config pointed at that version."""
-    champion_cfg = run_outputs(champion_run).cfg
-    data_cfg = from_dict(champion_cfg).data
-    rows, report = accepted_feedback(fresh, labels, data_cfg.multi_label)
-    previous, kept = previous_rows(data_cfg)
-    version = new_data_version(previous, rows, "text", "label", data_cfg.multi_label, data_cfg.label_delimiter,
-                               artifact_root)
-    return {"version": version, "feedback": report, "config": next_training_config(champion_cfg, version, kept)}

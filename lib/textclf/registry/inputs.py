@@ -1,9 +1,12 @@
-"""What the evaluation notebooks evaluate: a TrainFlow run id, or a model plus a data folder,
-resolved to a model, a test split, the run's manifest and (on this machine) its training log."""
+"""What the evaluation notebooks evaluate: a model plus a data folder, or a TrainFlow run id,
+resolved to a model, a test split, the run's manifest and its training log.
+
+Given a model and a data folder, nothing is looked up in Metaflow: that is how TrainFlow's
+evaluate step calls the notebooks, so its pods need no Metaflow metadata service.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from textclf.errors import TextclfError
@@ -19,28 +22,35 @@ class EvalInputs:
     test_shard: str
     data_uri: str | None = None  # a preprocessed data folder (manifest.json + shards/), if known
     run_id: str | None = None
-    log_path: str | None = None  # the train step's metrics.jsonl, if this machine has it
+    log_path: str | None = None  # the train step's metrics.jsonl (a path or URI), if known
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_inputs(run_id: str | None = None, model_uri: str | None = None,
-                   data_uri: str | None = None) -> EvalInputs:
-    """A TrainFlow run id alone, or a model URI plus a data URI (each overrides the run's)."""
-    if run_id:
-        run = run_outputs(run_id)
-        log = Path(run.paths["log_dir"], "metrics.jsonl")
-        inputs = EvalInputs(model_uri=run.model_uri, test_shard=run.test_shard, data_uri=run.paths["data"],
-                            run_id=run.pathspec, log_path=str(log) if log.exists() else None,
-                            manifest=run.manifest)
-        if model_uri:
-            inputs.model_uri = resolve_model(model_uri).path
-        if data_uri:
-            inputs.test_shard, inputs.data_uri, inputs.manifest = data_location(data_uri)
-        return inputs
-    if not (model_uri and data_uri):
+def resolve_inputs(run_id: str | None = None, model_uri: str | None = None, data_uri: str | None = None,
+                   log_uri: str | None = None) -> EvalInputs:
+    """A model URI plus a data URI (`run_id` then only names the run), or a TrainFlow run id
+    alone, whose model or data either URI overrides."""
+    if model_uri and data_uri:
+        shard, folder, manifest = data_location(data_uri)
+        return EvalInputs(model_uri=model_location(model_uri), test_shard=shard, data_uri=folder, run_id=run_id,
+                          log_path=log_uri, manifest=manifest)
+    if not run_id:
         raise TextclfError("give run_id (e.g. TrainFlow/123), or both model_uri and data_uri")
-    shard, folder, manifest = data_location(data_uri)
-    return EvalInputs(model_uri=resolve_model(model_uri).path, test_shard=shard, data_uri=folder, manifest=manifest)
+    run = run_outputs(run_id)
+    log = log_uri or join(run.paths.get("logs", run.paths["log_dir"]), "metrics.jsonl")
+    inputs = EvalInputs(model_uri=run.model_uri, test_shard=run.test_shard, data_uri=run.paths["data"],
+                        run_id=run.pathspec, log_path=log if exists(log) else None, manifest=run.manifest)
+    if model_uri:
+        inputs.model_uri = model_location(model_uri)
+    if data_uri:
+        inputs.test_shard, inputs.data_uri, inputs.manifest = data_location(data_uri)
+    return inputs
+
+
+def model_location(uri: str) -> str:
+    """A model folder for any model name: registry and run names are resolved, folders (local or
+    gs://) are kept as given, so reports show where the model is."""
+    return resolve_model(uri).path if uri.startswith(("models:/", "TrainFlow/")) or uri.isdigit() else uri
 
 
 def data_location(data_uri: str) -> tuple[str, str | None, dict[str, Any]]:

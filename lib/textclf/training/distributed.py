@@ -1,6 +1,7 @@
 """One rank's place in a torchrun job: rank, world size, device, and collective helpers."""
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from dataclasses import dataclass, field
@@ -54,6 +55,22 @@ def init_distributed(threads: int) -> Dist:
     if threads > 0:
         torch.set_num_threads(threads)
     return Dist(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def broadcast_weights(model: nn.Module, d: Dist) -> None:
+    """Every rank takes rank 0's weights (in place), whichever node it runs on."""
+    if d.world_size > 1:
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A SHA-256 of the weights, to show that every rank ended with the same ones."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def seed_everything(seed: int) -> None:

@@ -20,10 +20,15 @@ WORKER = "textclf.training.worker"
 
 
 def run_paths(cfg: TextclfConfig, flow: str, run_key: str) -> dict[str, str]:
-    """Where one run's big artifacts live: `<artifact_root>/<flow>/<run>/...`, never shared."""
+    """Where one run's big artifacts live: `<artifact_root>/<flow>/<run>/...`, never shared.
+
+    Checkpoints and the training log are written to a working folder on the machine that trains
+    (`checkpoint_dir`, `log_dir`) and kept durably beside the other artifacts (`checkpoints`,
+    `logs`): the same folders when the root is local, a mirror on gs:// when it is remote."""
     root = join(cfg.artifact_root, flow, run_key)
     local = Path(tempfile.gettempdir(), "textclf", flow, run_key) if is_remote(root) else Path(root)
     return {"root": root, "data": join(root, "data"), "model": join(root, "model"),
+            "checkpoints": join(root, "checkpoints"), "logs": join(root, "logs"),
             "checkpoint_dir": str(local / "checkpoints"), "log_dir": str(local / "logs"), "spec": str(local / "spec.json")}
 
 
@@ -65,8 +70,11 @@ def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, s
                 node_rank: int = 0, master_addr: str | None = None, mlflow_run_id: str | None = None) -> dict[str, Any]:
     """Fine-tune on the manifest's shards with torchrun; returns the rank-0 training record.
     With `mlflow_run_id`, rank 0 logs its step and epoch metrics into that MLflow run."""
+    remote = is_remote(paths["root"])
     spec = {"config": to_dict(cfg), "manifest": manifest, "output": paths["model"],
-            "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"], "mlflow_run_id": mlflow_run_id}
+            "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"], "mlflow_run_id": mlflow_run_id,
+            "checkpoint_mirror": paths["checkpoints"] if remote else None,
+            "log_mirror": join(paths["logs"], "metrics.jsonl") if remote else None}
     Path(paths["spec"]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths["spec"]).write_text(json.dumps(spec, indent=2))
     nproc = default_nproc(cfg.train.nproc_per_node)

@@ -33,9 +33,11 @@ from textclf.storage import is_remote, upload_dir
 from textclf.training.checkpoints import Checkpoints
 from textclf.training.distributed import (
     Dist,
+    broadcast_weights,
     default_threads,
     init_distributed,
     seed_everything,
+    weights_digest,
 )
 from textclf.training.inputs import Split, labels_tensor, load_split
 from textclf.training.objective import EmbeddingAttack, make_loss
@@ -101,10 +103,6 @@ class Trainer:
     def metric_name(self) -> str:
         return resolve_metric(self.cfg.train.metric, self.multi_label)
 
-    @property
-    def best_path(self) -> Path:
-        return Path(self.spec["checkpoint_dir"]) / "best.pt"
-
 
 # --------------------------------------------------------------------------- set-up
 
@@ -142,8 +140,9 @@ def setup(spec: dict[str, Any]) -> Trainer:
         scheduler=make_scheduler(optimizer, tc, math.ceil(len(sampler) / tc.grad_accum) * tc.epochs),
         loss_fn=make_loss(tc, multi_label, train.labels, len(id2label)),
         attack=EmbeddingAttack(ddp, tc.fgm) if tc.fgm else None, sampler=sampler, dtype=amp_dtype(tc, d.device),
-        ckpts=Checkpoints(Path(spec["checkpoint_dir"]), d),
-        log=RunLog(Path(spec["log_dir"]) / "metrics.jsonl", d.main, cfg.registry.tracking_uri, spec.get("mlflow_run_id")))
+        ckpts=Checkpoints(Path(spec["checkpoint_dir"]), d, spec.get("checkpoint_mirror")),
+        log=RunLog(Path(spec["log_dir"]) / "metrics.jsonl", d.main, cfg.registry.tracking_uri, spec.get("mlflow_run_id"),
+                   spec.get("log_mirror")))
     resume(trainer)
     return trainer
 
@@ -151,6 +150,12 @@ def setup(spec: dict[str, Any]) -> Trainer:
 def snapshot(t: Trainer) -> dict[str, Any]:
     return {**asdict(t.progress), "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
             **({"ema": t.ema.state_dict()} if t.ema is not None else {})}
+
+
+def save(t: Trainer) -> None:
+    """A checkpoint, and the training log beside it on durable storage."""
+    t.ckpts.save(t.progress.step, snapshot(t), t.ddp)
+    t.log.sync()
 
 
 def resume(t: Trainer) -> None:
@@ -166,7 +171,8 @@ def resume(t: Trainer) -> None:
         t.ema.load_state_dict(loaded.pop("ema"))
     t.progress = Progress(**loaded)
     if t.d.main:
-        print(f"resumed from {folder} (epoch {t.progress.epoch}, step {t.progress.step})", flush=True)
+        print(f"resumed from {t.ckpts.fetched_from or folder} (epoch {t.progress.epoch}, step {t.progress.step})",
+              flush=True)
 
 
 # --------------------------------------------------------------------------- one step
@@ -230,7 +236,7 @@ def run_epoch(t: Trainer, stop_after_steps: int | None = None) -> bool:
             if tc.checkpoint_every_steps and p.step % tc.checkpoint_every_steps == 0:
                 p.train_seconds += time.perf_counter() - started
                 started = time.perf_counter()
-                t.ckpts.save(p.step, snapshot(t), t.ddp)
+                save(t)
                 if stop_after_steps is not None and p.step >= stop_after_steps:
                     return True
     finally:
@@ -255,12 +261,12 @@ def end_epoch(t: Trainer) -> bool:
     if score > p.best:
         p.best, p.best_epoch, p.bad_epochs = score, p.epoch + 1, 0
         if t.d.main:
-            torch.save(t.kept.state_dict(), t.best_path)
+            t.ckpts.keep_best(t.kept.state_dict())
     else:
         p.bad_epochs += 1
     p.epoch += 1
     p.micro, p.epoch_loss = 0, 0.0
-    t.ckpts.save(p.step, snapshot(t), t.ddp)
+    save(t)
     if tc.early_stopping_patience and p.bad_epochs >= tc.early_stopping_patience:
         if t.d.main:
             print(f"early stopping: no {t.metric_name} gain for {p.bad_epochs} epochs", flush=True)
@@ -271,10 +277,14 @@ def end_epoch(t: Trainer) -> bool:
 # --------------------------------------------------------------------------- the end
 
 def finish(t: Trainer) -> dict[str, Any]:
-    """Restore the best weights, tune the multi-label threshold on val, save the model folder."""
+    """Every rank takes the best weights (rank 0's, on every node), the multi-label threshold is
+    tuned on val, and rank 0 saves the model folder."""
     tc, p, spec = t.cfg.train, t.progress, t.spec
-    if t.best_path.exists():
-        t.model.load_state_dict(torch.load(t.best_path, map_location=t.d.device, weights_only=True))
+    best = t.ckpts.best() if t.d.main else None
+    if best is not None:
+        t.model.load_state_dict(torch.load(best, map_location=t.d.device, weights_only=True))
+    broadcast_weights(t.model, t.d)
+    print(f"rank {t.d.rank}: final weights sha256={weights_digest(t.model)}", flush=True)
     threshold = None
     if t.multi_label and len(t.val):
         probs = predict_probs(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.multi_label, t.dtype)
@@ -292,6 +302,7 @@ def finish(t: Trainer) -> dict[str, Any]:
         t.tokenizer.save_pretrained(local)
         (local / "training.json").write_text(json.dumps(result, indent=2))
         upload_dir(local, spec["output"])
+    t.log.sync()
     t.d.barrier()
     return result
 

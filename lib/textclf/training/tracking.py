@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from textclf.storage import exists, get_file, put_file
+
 
 def training_metrics(record: dict[str, Any]) -> dict[str, float]:
     """MLflow metric names for one log record: per optimizer step `train_loss` and `lr`; per
@@ -43,13 +45,22 @@ class MetricLogger:
 
 
 class RunLog:
-    """What rank 0 writes about training; other ranks hold a silent one."""
+    """What rank 0 writes about training; other ranks hold a silent one. With a `mirror` URI the
+    log is copied there at every checkpoint (`sync`), and a resumed run on a fresh machine
+    continues the mirrored log rather than starting a new one."""
 
-    def __init__(self, path: Path, main: bool, tracking_uri: str | None = None, mlflow_run_id: str | None = None):
-        self.path, self.main = path, main
+    def __init__(self, path: Path, main: bool, tracking_uri: str | None = None, mlflow_run_id: str | None = None,
+                 mirror: str | None = None):
+        self.path, self.main, self.mirror = path, main, mirror
         self.tracker = MetricLogger(tracking_uri, mlflow_run_id) if main and mlflow_run_id else None
         if main:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if mirror and not path.exists() and exists(mirror):
+                get_file(mirror, path)
+
+    def sync(self) -> None:
+        if self.main and self.mirror and self.path.exists():
+            put_file(self.path, self.mirror)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.main:
