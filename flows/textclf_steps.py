@@ -41,7 +41,30 @@ def clean_failures(step_name: str, flow: Any, inputs: Any = None, attributes: An
     try:
         yield
     except TextclfError as exc:
+        close_mlflow_run(flow, step_name, inputs)
         raise StepFailed(exc) from None
+    except Exception:
+        close_mlflow_run(flow, step_name, inputs)
+        raise
+
+
+def close_mlflow_run(flow: Any, step_name: str, inputs: Any) -> None:
+    """A failed last attempt ends the flow's MLflow run (`mlflow_run_id`, once the start step opened
+    it) FAILED, where the step runs (a pod needs no Metaflow metadata service for it); an attempt
+    that @retry will repeat leaves it open. An interrupted run is ended KILLED by the flows' exit
+    hook (`textclf.registry.tracking.end_stopped_run`): Ctrl-C never reaches a step decorator."""
+    retries = next((int(d.attributes["times"]) for d in getattr(flow, step_name).decorators if d.name == "retry"), 0)
+    if current.retry_count < retries:
+        return
+    source = inputs[0] if inputs else flow
+    run_id, cfg = getattr(source, "mlflow_run_id", None), getattr(source, "cfg", None)
+    if run_id and cfg:
+        from textclf.registry.tracking import end_run
+
+        try:
+            end_run(cfg, run_id, "FAILED")
+        except Exception as exc:  # the tracking server is the step's second problem, not its first
+            print(f"warning: could not mark MLflow run {run_id} FAILED: {exc}", flush=True)
 
 
 class textclf_steps(FlowMutator):  # noqa: N801  (used as a class decorator, like Metaflow's own)

@@ -7,13 +7,14 @@
 Steps import the library inside their bodies: each Metaflow task is a fresh process, and
 importing torch, transformers and Dask for steps that do not need them costs seconds.
 """
-from metaflow import Config, FlowSpec, Parameter, card, current, parallel, resources, retry, step
+from metaflow import Config, FlowSpec, Parameter, card, current, exit_hook, parallel, resources, retry, step
 
 from textclf_steps import name_single_node_gang, retrained_by_monitor, settings, textclf_steps
 
 
 @textclf_steps
 @retrained_by_monitor
+@exit_hook(on_error=["textclf.registry.tracking.end_stopped_run"])  # an interrupted run's MLflow run ends KILLED
 class TrainFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
                     help="YAML mapping, YAML list or 'key=value ...' Hydra overrides of config/config.yaml")
@@ -26,6 +27,7 @@ class TrainFlow(FlowSpec):
         """Resolve the config once; every step and the record of this run use this snapshot."""
         import json
 
+        from textclf.data.sources import check_sources
         from textclf.monitoring.retraining import with_data
         from textclf.registry.tracking import start_run
         from textclf.training.launcher import run_paths
@@ -33,6 +35,7 @@ class TrainFlow(FlowSpec):
         self.cfg = self.config.to_dict()
         if self.retrain_data:
             self.cfg = with_data(self.cfg, json.loads(self.retrain_data))
+        check_sources(settings(self).data)  # seconds: a file that cannot work stops the run here
         self.paths = run_paths(settings(self), "TrainFlow", current.origin_run_id or current.run_id)
         self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}")
         print(f"artifacts under {self.paths['root']}; MLflow run {self.mlflow_run_id}")
@@ -40,12 +43,18 @@ class TrainFlow(FlowSpec):
 
     @retry(times=2)
     @resources(cpu=config.data.dask.worker_cpu, memory=8000)
+    @card(type="blank", id="data")
     @step
     def preprocess(self):
-        """Dask: validate, clean, dedupe, split, tokenize -> Parquet shards + manifest."""
+        """Dask: validate, clean, dedupe, split, tokenize -> Parquet shards + manifest; what it
+        decided about the rows, in the output and the card."""
         from textclf.data.preprocess import preprocess
+        from textclf.data.summary import summary_card, summary_text
 
-        self.manifest = preprocess(settings(self), self.paths["data"])
+        cfg = settings(self)
+        self.manifest = preprocess(cfg, self.paths["data"])
+        print(summary_text(self.manifest, cfg.data.min_count))
+        current.card["data"].extend(summary_card(self.manifest, cfg.data.min_count))
         self.data_fingerprint = self.manifest["fingerprint"]["sha256"]
         self.next(self.train, num_parallel=self.config.train.resources.num_nodes)
 

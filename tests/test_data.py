@@ -118,12 +118,12 @@ def _bad_input_cases(tmp_path):
     return {
         "missing.csv": "file not found",
         "empty.csv": "file is empty",
-        "latin1.csv": "not valid UTF-8 (line 2",
+        "latin1.csv": "row 1: not valid UTF-8",  # data rows from 1, as in every message
         "cols.csv": "missing column(s) ['text']",
         "one_class.csv": "need at least 2 classes",
         "unknown.csv": "row 21: label 'neutral' is not in the declared label set",
         "many_bad.csv": "12 of 60 rows are bad",
-        "ragged.csv": "malformed file",
+        "ragged.csv": "row 31: 4 fields where the header has 2",
     }
 
 

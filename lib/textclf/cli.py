@@ -1,4 +1,4 @@
-"""The `textclf` command: `lineage`, `serve` and `export`.
+"""The `textclf` command: `lineage`, `serve`, `export` and `data check`.
 
 Parsing arguments imports nothing heavy: each subcommand imports the stage that does its work
 only once it runs, so `textclf --help` answers at once.
@@ -80,6 +80,24 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def data(args: argparse.Namespace) -> int:
+    """`textclf data check FILE`: the checks TrainFlow's start step makes, in seconds."""
+    from textclf.config import compose
+    from textclf.data.sources import check_sources
+
+    cfg = compose(overrides=([f"data.source={args.file}"] if args.file else []) + args.overrides)
+    for uri, found in check_sources(cfg.data).items():
+        print(f"{uri}: {found['format']}", end="")
+        if "rows" in found:
+            extent = "the whole file" if found["whole_file"] else "the first 4 MiB"
+            classes = ", ".join(f"{k} {v:,}" for k, v in found["classes"].items())
+            print(f"; {found['rows']:,} rows in {extent}; labels: {classes or 'none'}", end="")
+        print()
+    print("ok: nothing found that would stop a run before training (duplicates and splits are checked "
+          "by preprocessing)")
+    return 0
+
+
 def _lineage_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--tracking-uri", default=None,
@@ -104,11 +122,18 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64)
 
 
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["check"], help="check: the fast checks of a data file")
+    p.add_argument("file", nargs="?", help="a CSV / TSV / JSONL / Parquet file (or set data.* in the overrides)")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.text_column=review data.format=tsv")
+
+
 # name -> (what it does, its arguments, the function that runs it)
 COMMANDS: dict[str, tuple[str, Callable, Callable[[argparse.Namespace], int]]] = {
     "lineage": ("print where a registered model came from: run, data, code, config", _lineage_arguments, lineage),
     "serve": ("serve a model: Gradio demo + JSON API", _serve_arguments, serve),
     "export": ("export a model to ONNX (fp32 and int8) and record accuracy parity", _export_arguments, export),
+    "data": ("check a data file in seconds: readable, UTF-8, columns, labels", _data_arguments, data),
 }
 
 

@@ -41,7 +41,8 @@ class DaskConfig:
     service_account: str | None = "${oc.env:METAFLOW_KUBERNETES_SERVICE_ACCOUNT,null}"
     worker_cpu: int = 2
     worker_memory: str = "4Gi"
-    partition_rows: int = 50_000
+    partition_rows: int = 50_000  # rows per partition of in-memory sources (DVC, Hub)
+    blocksize: int = 16_000_000  # bytes per partition of a CSV / TSV / JSONL file, cut between records
 
 
 @dataclass

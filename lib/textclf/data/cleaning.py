@@ -58,6 +58,7 @@ def _is_missing(value: Any) -> bool:
 
 
 STATUS_OK, STATUS_EMPTY_TEXT, STATUS_NO_LABEL, STATUS_NOT_TEXT = "ok", "empty text", "missing label", "text is not a string"
+STATUS_HEADER = "a repeated header row"  # files concatenated with their headers
 
 
 def row_positions(partition: int, local: np.ndarray) -> np.ndarray:
@@ -78,6 +79,8 @@ def inspect_partition(part: pd.DataFrame, cfg: DataConfig, partition_info: dict 
             state = STATUS_OK if cleaned else STATUS_EMPTY_TEXT
         if state == STATUS_OK and _is_missing(label):
             state = STATUS_NO_LABEL
+        elif state == STATUS_OK and text.strip() == cfg.text_column and str(label).strip() == cfg.label_column:
+            state = STATUS_HEADER
         status.append(state)
         exact.append(hash64(cleaned) if state == STATUS_OK else 0)
         norm.append(hash64(normalized_key(cleaned)) if state == STATUS_OK else 0)

@@ -1,6 +1,7 @@
 """The preprocess step: a Dask cluster, two passes over the data, Parquet shards and a manifest."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -12,7 +13,7 @@ from textclf.data.augment import augment_partition
 from textclf.data.augment import check as check_augment
 from textclf.data.cleaning import INSPECT_META, inspect_partition
 from textclf.data.shards import SPLITS, meta_frame, read_split, shard_schema
-from textclf.data.sources import read_source, sources
+from textclf.data.sources import check_sources, read_source, sources
 from textclf.data.split_plan import materialize_partition, plan
 from textclf.data.tokens import tokenize_partition
 from textclf.data.versions import fingerprint
@@ -60,7 +61,7 @@ def dask_client(cfg: DaskConfig) -> Iterator[Any]:
             yield client
         return
     with LocalCluster(n_workers=cfg.n_workers, threads_per_worker=cfg.threads_per_worker, processes=True,
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+                      dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -92,9 +93,11 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
     """Read -> validate -> clean -> dedupe -> encode -> split -> tokenize -> shards + manifest."""
     import dask
     import dask.dataframe as dd
+
     data = cfg.data
     srcs = sources(data)
     where = ", ".join(s.uri for s in srcs)
+    formats = check_sources(data)  # seconds: a file the head already shows to be wrong stops here
     frames, spans, first = [], [], 0
     for src in srcs:
         frame = read_source(src, data)
@@ -139,6 +142,7 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
         "fingerprint": fp,
         "token_lengths": token_lengths,
         **decided.report,
+        "source_formats": formats,
         "augmented_rows": token_lengths["train"]["count"] - decided.report["splits"]["train"]["rows"],
     }
     write_json(join(out_uri, "manifest.json"), manifest)

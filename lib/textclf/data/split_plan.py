@@ -65,6 +65,7 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, seed: int, source_spans: list[tupl
     bad_rows = [{"file": str(file_of[i]), "row": int(rows[i]), "reason": str(thin["status"][i])}
                 for i in np.flatnonzero(bad.to_numpy())[:20]]
     n_bad = int(bad.sum())
+    bad_by_reason = {str(k): int(v) for k, v in thin["status"][bad].value_counts().items()}
     if n_bad > cfg.max_bad_fraction * total:
         first = "; ".join(f"{b['file']} row {b['row']}: {b['reason']}" for b in bad_rows[:5])
         raise DataError(f"{n_bad} of {total} rows are bad, over the tolerance data.max_bad_fraction="
@@ -118,17 +119,52 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, seed: int, source_spans: list[tupl
         members = kept_lists[split.to_numpy() == code]
         flat = pd.Series([l for ls in members for l in ls], dtype="string").value_counts()
         by_split[name] = {"rows": int(len(members)), "classes": {n: int(flat.get(n, 0)) for n in names}}
+    hints = set(kept["split_hint"])
+    check_feasible(by_split, {"val", "test"} - (set() if "" in hints else hints), cfg,
+                   ", ".join(u for u, *_ in source_spans))
     report = {
         "rows_read": total,
+        "rows_read_by_source": {str(k): int(v) for k, v in pd.Series(file_of).value_counts(sort=False).items()},
         "bad_rows": n_bad,
+        "bad_rows_by_reason": bad_by_reason,
         "bad_row_examples": bad_rows,
         "duplicates_exact": n_exact,
         "duplicates_normalized": n_norm,
         "dropped_rare_classes": rare,
+        "dropped_rare_class_rows": {name: int(counts[name]) for name in rare},
         "rows_kept": int(len(kept)),
         "splits": by_split,
     }
     return Plan(assign=assign, id2label={i: n for n, i in label2id.items()}, multi_label=cfg.multi_label, report=report)
+
+
+def rows_needed(cfg: DataConfig, carved: set[str]) -> int:
+    """The fewest distinct rows a class needs so that every split carved from it gets one."""
+    fractions = {"val": cfg.val_fraction, "test": cfg.test_fraction}
+    for n in range(1, 10_000):
+        taken = {s: int(np.floor(n * fractions[s] + 0.5)) for s in carved}
+        if all(taken[s] >= 1 for s in carved if fractions[s] > 0) and n - sum(taken.values()) >= 1:
+            return n
+    return 10_000
+
+
+def check_feasible(by_split: dict[str, Any], carved: set[str], cfg: DataConfig, where: str) -> None:
+    """Every split has rows, and every class reaches each split carved from the data: otherwise a
+    clear error now, instead of a crash in training."""
+    for label, train_rows in by_split["train"]["classes"].items():
+        lacking = [s for s in ("train", *sorted(carved)) if by_split[s]["classes"][label] == 0]
+        if lacking:
+            rows = sum(by_split[s]["classes"][label] for s in SPLITS)
+            raise DataError(
+                f"{where}: class {label!r} has {rows} distinct row(s) after deduplication, too few for the "
+                f"{' and '.join(lacking)} split(s) to get one (with data.val_fraction={cfg.val_fraction} and "
+                f"data.test_fraction={cfg.test_fraction} a class needs {rows_needed(cfg, carved)}); add rows, "
+                f"set data.dedupe=false, or give data.train, data.val and data.test files")
+    for name in SPLITS:  # training validates every epoch and evaluation needs test rows
+        if by_split[name]["rows"] == 0:
+            raise DataError(f"{where}: the {name} split is empty after deduplication and splitting; "
+                            f"add rows, raise data.{name}_fraction, or give data.{name}"
+                            if name != "train" else f"{where}: no rows are left to train on")
 
 
 def _assign_splits(kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig, seed: int) -> pd.Series:

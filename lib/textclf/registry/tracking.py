@@ -82,6 +82,26 @@ def start_run(cfg: dict[str, Any], pathspec: str) -> str:
     return run_id
 
 
+def end_run(cfg: dict[str, Any], run_id: str, status: str) -> None:
+    """Close a flow's MLflow run as FAILED or KILLED, so a run that stopped is not left RUNNING."""
+    client(registry_config(cfg)).set_terminated(run_id, status)
+
+
+def end_stopped_run(run: Any = None) -> None:
+    """TrainFlow's exit hook on error (`@exit_hook(on_error=[...])`, given the Metaflow run): its
+    MLflow run, if still RUNNING, ends FAILED when a step raised and KILLED when none did (the run
+    was interrupted). Without a run (no metadata to find it by) there is nothing to do."""
+    if run is None or "start" not in run or "mlflow_run_id" not in run["start"].task:
+        return
+    start = run["start"].task
+    cfg, run_id = start["cfg"].data, start["mlflow_run_id"].data
+    if client(registry_config(cfg)).get_run(run_id).info.status != "RUNNING":
+        return
+    raised = any(task.exception is not None for step in run for task in step)
+    end_run(cfg, run_id, "FAILED" if raised else "KILLED")
+    print(f"MLflow run {run_id}: {'FAILED' if raised else 'KILLED'}")
+
+
 def tag_data(cfg: dict[str, Any], run_id: str, manifest: dict[str, Any]) -> None:
     """Record the data version the model was trained on (content hash, DVC revision)."""
     from mlflow.entities import RunTag
