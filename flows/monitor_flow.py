@@ -41,22 +41,26 @@ class MonitorFlow(FlowSpec):
     @card(type="blank", id="monitor")
     @step
     def assess(self):
-        """Performance on fresh labels, drift against the training profile, and age."""
+        """Quality on unbiased fresh labels, drift of the logged traffic against the training
+        profile, and age."""
         from datetime import datetime
 
         from textclf.model.predictor import Predictor
-        from textclf.monitoring.assessment import assess, drift_figure, fresh_labels, report_card
+        from textclf.monitoring.assessment import assess, drift_figure, fresh_labels, report_card, review_rate
         from textclf.monitoring.feedback import read_feedback
+        from textclf.monitoring.predictions import recent_traffic
         from textclf.monitoring.profile import load_profile
         from textclf.registry.resolution import resolve_model
 
         cfg = settings(self)
         model = resolve_model(self.champion["pinned"], cfg.registry.tracking_uri)
         self.fresh = fresh_labels(cfg.monitor, cfg.data, read_feedback(cfg.serve.feedback_root))
+        traffic = recent_traffic(cfg.serve, self.champion["name"], cfg.monitor)
         predictor = Predictor(model.path)
         self.label_set = predictor.labels
         profile, vectors = load_profile(model.path)
-        assessment, series = assess(cfg.monitor, predictor, profile, vectors, self.fresh,
+        assessment, series = assess(cfg.monitor, predictor, profile, vectors, self.fresh[self.fresh["unbiased"]],
+                                    traffic, review_rate(traffic, self.fresh),
                                     datetime.fromisoformat(self.champion["created"]))
         self.assessment = assessment.to_dict()
         print(self.assessment["summary"])

@@ -38,6 +38,24 @@ def new_vocabulary_rows(word_labels: dict[str, str], n: int, seed: int) -> list[
     return rows
 
 
+def foreign_texts(n: int, seed: int) -> list[str]:
+    """Traffic from another domain (kitchen and weather notes): words, shapes and lengths the
+    champion's reviews never had."""
+    rng = random.Random(seed)
+    verbs = ["whisk", "simmer", "fold", "season", "roast", "knead", "chill", "grate"]
+    foods = ["the onions", "two eggs", "the dough", "a pinch of salt", "the broth", "fresh basil", "the lentils"]
+    skies = ["light drizzle", "gusts from the north", "clear spells", "morning fog", "scattered showers"]
+    rows = []
+    for i in range(n):
+        if rng.random() < 0.5:
+            rows.append(f"{rng.choice(verbs)} {rng.choice(foods)} for {rng.randint(2, 40)} minutes, then "
+                        f"{rng.choice(verbs)} {rng.choice(foods)} and set aside until step {rng.randint(2, 9)}")
+        else:
+            rows.append(f"forecast for tuesday: {rng.choice(skies)} with {rng.choice(skies)} later, "
+                        f"around {rng.randint(-5, 30)} degrees, station {seed}-{i}")
+    return rows
+
+
 def row_hash(text: str, label: str) -> str:
     return hashlib.sha256(f"{text}\x1f{label}".encode()).hexdigest()
 
@@ -59,12 +77,74 @@ def monitor(overrides: str):
     return run
 
 
+def test_a_fresh_install_has_nothing_to_assess_and_keeps_the_champion(champion, tmp_path):
+    """Right after the quickstart: no feedback, no traffic. A clean decision, not a crash."""
+    run = monitor(f"serve.feedback_root={tmp_path / 'empty'}")
+    assessment = run["assess"].task["assessment"].data
+    assert assessment["retrain"] is False and assessment["n_labels"] == assessment["n_traffic"] == 0
+    assert assessment["summary"].startswith("keep the champion: nothing fresh to assess"), assessment["summary"]
+
+
+def serve_traffic(root, texts: list[str]) -> None:
+    from textclf.config import ServeConfig
+    from textclf.serve.app import create_app
+
+    cfg = ServeConfig(model=f"models:/{MODEL_NAME}@champion", feedback_root=str(root), poll_seconds=0)
+    with serving(create_app(cfg)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for start in range(0, len(texts), 16):
+            client.post("/predict", json={"texts": texts[start:start + 16]}).raise_for_status()
+
+
+def test_traffic_from_another_domain_is_drift_from_the_log_alone(champion, tmp_path):
+    """No labels at all: the prediction log of foreign traffic is enough to call drift; the same
+    amount of in-domain traffic is not."""
+    serve_traffic(tmp_path / "foreign", foreign_texts(120, seed=1))
+    serve_traffic(tmp_path / "familiar", [t for t, _ in toy_rows(120, seed=21)])
+    foreign = monitor(f"serve.feedback_root={tmp_path / 'foreign'} monitor.retrain=false")
+    familiar = monitor(f"serve.feedback_root={tmp_path / 'familiar'} monitor.retrain=false")
+    drifted, calm = foreign["assess"].task["assessment"].data, familiar["assess"].task["assessment"].data
+    assert drifted["n_traffic"] == calm["n_traffic"] == 120 and drifted["n_labels"] == calm["n_labels"] == 0
+    assert drifted["retrain"] and all(r.startswith("traffic drift") for r in drifted["reasons"]), drifted["summary"]
+    assert any("embedding MMD" in r for r in drifted["reasons"])
+    assert not calm["retrain"], calm["summary"]
+    assert foreign["retrain"].task["triggered"].data is None  # monitor.retrain=false: report only
+
+
+def test_false_alarm_rate_over_many_in_domain_windows(champion):
+    """Twenty windows of in-domain traffic and five of foreign traffic through the assessment the
+    flow runs: the rate of false alarms, and the rate of detections."""
+    from datetime import datetime, timezone
+
+    from textclf.config import MonitorConfig
+    from textclf.model.predictor import Predictor
+    from textclf.monitoring.assessment import assess
+    from textclf.monitoring.profile import load_profile
+    from textclf.registry.resolution import resolve_model
+
+    model = resolve_model(f"models:/{MODEL_NAME}@champion")
+    predictor, (profile, vectors) = Predictor(model.path), load_profile(model.path)
+    mcfg, no_labels = MonitorConfig(), pd.DataFrame(columns=["text", "labels"])
+
+    def alarms(windows: list[list[str]]) -> int:
+        decisions = [assess(mcfg, predictor, profile, vectors, no_labels, pd.DataFrame({"text": texts}), {},
+                            datetime.now(timezone.utc))[0] for texts in windows]
+        print([d.reasons for d in decisions if d.retrain])
+        return sum(d.retrain for d in decisions)
+
+    false_alarms = alarms([[t for t, _ in toy_rows(100, seed=1000 + w)] for w in range(20)])
+    detections = alarms([foreign_texts(100, seed=2000 + w) for w in range(5)])
+    print(f"false alarms: {false_alarms}/20 in-domain windows; detections: {detections}/5 foreign windows")
+    assert false_alarms <= 1 and detections == 5
+
+
 def test_in_distribution_labels_do_not_retrain(champion, tmp_path):
     """Fresh labels from the same distribution: good accuracy, no drift, young model -> keep it."""
     batch = write_csv(tmp_path / "batch.csv", toy_rows(700, seed=12)[-200:])
     run = monitor(f"monitor.batch={batch} serve.feedback_root={tmp_path / 'no-feedback'}")
     assessment = run["assess"].task["assessment"].data
-    assert assessment["n_fresh"] == 200 and assessment["metrics"]["accuracy"] >= 0.8
+    assert assessment["n_labels"] == 200 and assessment["metrics"]["accuracy"] >= 0.8
+    low, high = assessment["interval"]["accuracy"]
+    assert low <= assessment["metrics"]["accuracy"] <= high
     assert assessment["retrain"] is False and assessment["reasons"] == [], assessment["summary"]
     assert run["retrain"].task["triggered"].data is None and run["retrain"].task["version"].data is None
     assert not any(t.startswith("retrained:") for t in run.user_tags)
@@ -77,7 +157,9 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tm
     data, first = champion
     v1 = first["register"].task["registration"].data["version"]
     feedback_root = str(tmp_path / "feedback")
-    cfg = ServeConfig(model=f"models:/{MODEL_NAME}@champion", feedback_root=feedback_root, poll_seconds=0.5)
+    # every prediction drawn for review, and the moderator reviews each one sent: an unbiased sample
+    cfg = ServeConfig(model=f"models:/{MODEL_NAME}@champion", feedback_root=feedback_root, poll_seconds=0.5,
+                      review_fraction=1.0)
     with serving(create_app(cfg)) as url, httpx.Client(base_url=url, timeout=60) as client:
         said = client.post("/predict", json={"texts": [f"my order felt {w} overall" for w in NEW_WORDS]}).json()
         flip = {"positive": "negative", "negative": "positive"}
@@ -105,8 +187,8 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tm
         run = monitor(f"serve.feedback_root={feedback_root}")
 
         assessment = run["assess"].task["assessment"].data
-        assert assessment["retrain"] is True and assessment["n_fresh"] == 203
-        assert any("fresh labels fell to" in r for r in assessment["reasons"]), assessment["summary"]
+        assert assessment["retrain"] is True and assessment["n_labels"] == 200  # the 3 unlinked: training rows only
+        assert any("unbiased fresh labels" in r for r in assessment["reasons"]), assessment["summary"]
         triggered = run["retrain"].task["triggered"].data
         retrained = latest_run("TrainFlow")
         assert retrained.pathspec == triggered and retrained.successful

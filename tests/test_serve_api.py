@@ -3,7 +3,10 @@ the Gradio endpoints through gradio_client; bad input never a 500; basic auth.""
 from __future__ import annotations
 
 import csv
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,6 +19,8 @@ from textclf.config import ServeConfig
 from textclf.monitoring.feedback import read_feedback
 
 POSITIVE_TEXT = "the film was truly wonderful film"
+CROSS_SITE = [{"origin": "http://evil.example"}, {"sec-fetch-site": "cross-site"},
+              {"origin": "null"}, {"sec-fetch-site": "same-site", "origin": "http://127.0.0.1:1"}]
 NEGATIVE_TEXT = "the hotel was really awful hotel"
 
 
@@ -128,10 +133,11 @@ def test_gradio_client(served, tmp_path):
 
     client, _ = served
     gc = Client(str(client.base_url) + "/ui/", verbose=False)
-    probs, why, verdict = gc.predict(POSITIVE_TEXT, api_name="/classify")
+    verdict, probs, why, question, details, *_ = gc.predict(POSITIVE_TEXT, api_name="/classify")
     assert probs["label"] == "positive" and "positive" in verdict
     assert "".join(piece["token"] for piece in why) == POSITIVE_TEXT  # attribution over the original text
     assert any(piece["class_or_confidence"] for piece in why)
+    assert "right?" in question and "prediction id" in details
 
     upload = tmp_path / "reviews.csv"
     with upload.open("w", newline="") as f:
@@ -140,6 +146,20 @@ def test_gradio_client(served, tmp_path):
     out = pd.read_csv(result, keep_default_na=False)
     assert out["predicted"].tolist() == ["negative", "positive", ""] and "3 rows" in status
     assert {"prob_negative", "prob_positive", "model_version", "id"} <= set(out.columns)
+
+    # its own output reads back (prob_* columns and all), and outputs over an hour old are removed
+    from textclf.serve.ui import OUTPUT_DIR
+
+    stale = OUTPUT_DIR / "stale-test" / "old-predictions.csv"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("text\n")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    again, _preview, status = gc.predict(handle_file(result), "text", api_name="/classify_csv")
+    back = pd.read_csv(again, keep_default_na=False)
+    assert back.columns.tolist() == out.columns.tolist() and "3 rows" in status
+    assert back["predicted"].tolist() == ["negative", "positive", ""]
+    assert back["prob_positive"].tolist()[:2] == out["prob_positive"].tolist()[:2]
+    assert not stale.exists() and not stale.parent.exists() and Path(result).exists()
 
     from gradio_client.exceptions import AppError
 
@@ -161,6 +181,9 @@ def test_basic_auth_from_env(served, model_uri, monkeypatch):
         assert httpx.post(url + "/predict", json={"texts": "hi"}, auth=("ada", "wrong")).status_code == 401
         assert httpx.post(url + "/predict", json={"texts": "hi"}, auth=("ada", "s3cret")).status_code == 200
         assert httpx.get(url + "/ui/", auth=("ada", "s3cret")).status_code == 200
+        assert httpx.post(url + "/reload").status_code == 401
+        assert httpx.post(url + "/reload", auth=("ada", "s3cret"), headers=CROSS_SITE[0]).status_code == 403
+        assert httpx.post(url + "/reload", auth=("ada", "s3cret"), timeout=120).status_code == 200
 
 
 def _register(client, experiment: str, name: str, folder) -> str:
@@ -177,7 +200,6 @@ def two_versions(model_uri, tmp_path_factory):
     """`champion` -> v1 (the toy model); v2 is the same network with its labels swapped, so
     its answers are visibly different. Named per session: the registry caches by name/version."""
     import json
-    import os
     import shutil
 
     from textclf.config import RegistryConfig
@@ -206,7 +228,6 @@ def two_versions(model_uri, tmp_path_factory):
 def test_alias_swap_without_downtime(two_versions):
     """Move `champion` while clients keep asking: no request fails, and answers switch to v2."""
     import threading
-    import time
 
     from textclf.serve.app import create_app
 
@@ -261,12 +282,79 @@ def test_alias_swap_without_downtime(two_versions):
     assert stored["model_version"].tolist() == [v1] and stored["predicted"].tolist() == [["negative"]]
 
 
-def test_cli_serves_a_model_folder_on_localhost(model_uri, tmp_path):
-    """`textclf serve --model <folder>` binds 127.0.0.1; a model it cannot load is one clear line."""
-    import os
+def test_reload_refuses_other_sites_and_a_broken_target_degrades_health(two_versions, tmp_path):
+    """A page on another site cannot make a browser post /reload; a champion that cannot be loaded
+    is a 503 with the reason, /health says "degraded" (the old version still answers) until a
+    reload succeeds."""
+    from textclf.serve.app import create_app
+
+    c, name, (v1, _v2) = two_versions
+    broken = tmp_path / "model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    v3 = _register(c, c.get_experiment_by_name("serve-tests").experiment_id, name, broken)
+    cfg = ServeConfig(model=f"models:/{name}@champion", poll_seconds=0,
+                      feedback_root=str(SANDBOX / "serve-degraded" / "feedback"))
+    c.set_registered_model_alias(name, "champion", v1)
+    with serving(create_app(cfg)) as url, httpx.Client(base_url=url, timeout=120) as client:
+        for headers in CROSS_SITE:
+            refused = client.post("/reload", headers=headers)
+            assert refused.status_code == 403 and "cross-site" in refused.json()["detail"], (headers, refused.text)
+        same = client.post("/reload", headers={"origin": url, "sec-fetch-site": "same-origin"})
+        assert same.status_code == 200 and same.json()["swapped"] is False
+
+        c.set_registered_model_alias(name, "champion", v3)
+        failed = client.post("/reload")
+        assert failed.status_code == 503 and "could not load" in failed.json()["detail"], failed.text
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["reason"] == failed.json()["detail"]
+        assert health["model_version"] == v1
+        assert client.post("/predict", json={"texts": POSITIVE_TEXT}).json()["model"]["version"] == v1
+
+        c.set_registered_model_alias(name, "champion", v1)
+        assert client.post("/reload").status_code == 200
+        assert client.get("/health").json() == {"status": "ok", "model_version": v1, "reason": None}
+
+
+def test_cli_logs_alias_swaps(two_versions, tmp_path):
+    """`textclf serve` shows who is serving what: a swap is an INFO line in its output."""
     import subprocess
     import sys
-    import time
+
+    from textclf.ports import free_port
+
+    c, name, (v1, v2) = two_versions
+    c.set_registered_model_alias(name, "champion", v1)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "textclf.cli", "serve", "--model", f"models:/{name}@champion",
+                               "--port", str(port), "--poll-seconds", "0", "--feedback-root", str(tmp_path / "fb")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
+    try:
+        _wait_for(server, port)
+        c.set_registered_model_alias(name, "champion", v2)
+        assert httpx.post(f"http://127.0.0.1:{port}/reload", timeout=120).json()["swapped"] is True
+    finally:
+        c.set_registered_model_alias(name, "champion", v1)
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert f"INFO:     serving models:/{name}@champion version {v2} (was {v1})" in output, output[-3000:]
+
+
+def _wait_for(server, port: int) -> None:
+    deadline = time.monotonic() + 300
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.5)
+    raise AssertionError(server.stdout.read() if server.poll() is not None else "the server did not start")
+
+
+def test_cli_serves_a_model_folder_on_localhost(model_uri, tmp_path):
+    """`textclf serve --model <folder>` binds 127.0.0.1; a model it cannot load is one clear line."""
+    import subprocess
+    import sys
 
     from textclf.ports import free_port
     from textclf.registry.resolution import resolve_model
@@ -281,14 +369,7 @@ def test_cli_serves_a_model_folder_on_localhost(model_uri, tmp_path):
                                "--feedback-root", str(tmp_path / "feedback")],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
     try:
-        deadline = time.monotonic() + 300
-        while server.poll() is None and time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        assert server.poll() is None, server.stdout.read()
+        _wait_for(server, port)
         r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"texts": POSITIVE_TEXT})
         assert r.json()["predictions"][0]["label"] == "positive"
     finally:

@@ -49,8 +49,21 @@ def serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError, MlflowException) as exc:
         print(f"textclf serve: cannot load model {settings.model!r}: {exc}", file=sys.stderr)
         return 2
+    _log_to_console("textclf.serve")
     uvicorn.run(create_app(settings, holder), host=settings.host, port=settings.port)
     return 0
+
+
+def _log_to_console(name: str) -> None:
+    """INFO and up from `name` on stderr beside uvicorn's lines, so the person running the server
+    sees alias swaps and failed reloads (Python shows only warnings from unconfigured loggers)."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def export(args: argparse.Namespace) -> int:

@@ -152,7 +152,18 @@ class ServeConfig:
     max_batch: int = 32
     poll_seconds: float = 30.0  # how often to ask the registry where the alias points; 0: never
     feedback_root: str = "${artifact_root}/feedback"
+    predictions_root: str | None = None  # the prediction log; None: <feedback_root>/predictions
+    log_fraction: float = 1.0  # share of predictions logged (feedback links only to logged ones)
+    log_texts: bool = True  # keep texts in the log (embedding drift needs them); False: hash and length only
+    review_fraction: float = 0.1  # share of logged predictions drawn at random for review (unbiased labels)
     max_csv_rows: int = 10_000  # batch tab: rows per uploaded CSV
+    # Limits the OpenAPI schema states and the server enforces (413 / 422, never echoing the input)
+    max_body_bytes: int = 2_000_000  # a JSON request body; 64 texts of 5000 characters fit with room
+    max_upload_bytes: int = 50_000_000  # a file uploaded to the demo (the batch tab's CSV)
+    max_label_chars: int = 200
+    max_labels: int = 64  # labels per feedback
+    # Host headers answered (others get 400); empty: the loopback names when bound to loopback, else any
+    trusted_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -169,10 +180,13 @@ class RegistryConfig:
 class MonitorConfig:
     batch: str | None = None  # an extra labelled batch (same columns as the training data)
     window_days: float = 30.0  # feedback newer than this counts as fresh
-    min_labels: int = 20  # fewer fresh labels: no performance or drift verdict, only age
+    min_labels: int = 20  # fewer unbiased labels (reviewed samples, the batch): no quality verdict
+    min_predictions: int = 50  # fewer logged predictions in the window: no drift verdict
+    max_predictions: int = 2000  # the most recent logged predictions drift is measured on
     metric: str = "auto"  # auto (accuracy / micro_f1 for multi-label) | accuracy | macro_f1 | micro_f1 | subset_accuracy
     min_metric: float = 0.80
-    max_psi: float = 0.25  # lengths and confidence
+    max_psi: float = 0.25  # lengths and confidence: drift when PSI is over this ...
+    drift_alpha: float = 0.01  # ... and their Kolmogorov-Smirnov test is significant at this level
     max_label_shift: float = 0.20  # total variation distance of label shares
     mmd_alpha: float = 0.01  # embedding two-sample test significance
     permutations: int = 200
@@ -269,6 +283,7 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
     cfg.artifact_root = _absolute(cfg.artifact_root)
     cfg.registry.artifact_location = _absolute(cfg.registry.artifact_location)
     cfg.serve.feedback_root = _absolute(cfg.serve.feedback_root)
+    cfg.serve.predictions_root = cfg.serve.predictions_root and _absolute(cfg.serve.predictions_root)
     if cfg.registry.tracking_uri.startswith("sqlite:///") and not cfg.registry.tracking_uri.startswith("sqlite:////"):
         cfg.registry.tracking_uri = "sqlite:///" + _absolute(cfg.registry.tracking_uri[len("sqlite:///"):])
     return cfg
@@ -296,6 +311,9 @@ def _check(cfg: TextclfConfig) -> None:
         raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
     if not 0 <= cfg.train.ema < 1:
         raise ConfigError(f"train.ema must be in [0, 1) (0: off), not {cfg.train.ema}")
+    for key in ("log_fraction", "review_fraction"):
+        if not 0 <= getattr(cfg.serve, key) <= 1:
+            raise ConfigError(f"serve.{key} must be in [0, 1], not {getattr(cfg.serve, key)}")
     if cfg.train.fgm < 0:
         raise ConfigError(f"train.fgm must be >= 0 (0: off), not {cfg.train.fgm}")
 

@@ -42,6 +42,17 @@ def quick_metrics(y_true, probs: np.ndarray, multi_label: bool, threshold: float
     }
 
 
+def metric_interval(y_true, probs: np.ndarray, multi_label: bool, metric: str, threshold: float = 0.5,
+                    resamples: int = 500, seed: int = 0) -> tuple[float, float]:
+    """A 95 % percentile-bootstrap interval of one quick metric (rows resampled with replacement)."""
+    rng = np.random.default_rng(seed)
+    truth = multi_hot(y_true, probs.shape[1]) if multi_label and not isinstance(y_true, np.ndarray) else np.asarray(y_true)
+    values = [quick_metrics(truth[idx], probs[idx], multi_label, threshold)[metric]
+              for idx in rng.integers(0, len(truth), size=(resamples, len(truth)))]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def best_threshold(truth: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     """The global threshold that maximises micro-F1 on held-out data, and that F1."""
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)

@@ -207,15 +207,16 @@ def length_histograms(lengths: dict[str, np.ndarray], unit: str, limit: int | No
 
 
 def token_heatmap_html(attribution: dict[str, Any]) -> str:
-    """Word pieces shaded by attribution (green: towards the label, red: against), as inline HTML."""
-    scores = np.asarray(attribution["scores"], dtype=float)
-    peak = float(np.abs(scores).max()) or 1.0
+    """Words shaded by attribution (green: towards the label, red: against), as inline HTML."""
+    words = [word for word, _ in attribution["words"]]
+    scores = np.asarray([score for _, score in attribution["words"]], dtype=float)
+    peak = float(np.abs(scores).max(initial=0.0)) or 1.0
     spans = []
-    for token, score in zip(attribution["tokens"], scores):
+    for word, score in zip(words, scores):
         alpha = abs(score) / peak
         rgb = "44,160,44" if score >= 0 else "214,39,40"
-        spans.append(f'<span title="{score:+.3f}" style="background:rgba({rgb},{alpha:.2f});padding:1px 2px;'
-                     f'margin:1px;border-radius:3px;display:inline-block">{html.escape(token)}</span>')
+        spans.append(f'<span title="{score:+.4f}" style="background:rgba({rgb},{alpha:.2f});padding:1px 2px;'
+                     f'margin:1px;border-radius:3px;display:inline-block">{html.escape(word)}</span>')
     head = (f"<b>{html.escape(str(attribution['label']))}</b> "
             f"(p={attribution['probability']:.3f}): ")
     return f'<div style="line-height:1.9;font-family:monospace">{head}{"".join(spans)}</div>'

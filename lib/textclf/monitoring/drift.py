@@ -1,7 +1,10 @@
 """Drift statistics between a reference and a current sample.
 
 - labels: total variation distance between label shares;
-- lengths and confidence: population stability index (PSI) over reference deciles;
+- lengths and confidence: population stability index (PSI) over reference deciles, and the
+  Kolmogorov-Smirnov two-sample p-value: PSI says how large a shift is, but on a few hundred rows
+  it is noisy (under no shift its expectation is about (bins - 1) * (1/n + 1/m)), so a drift call
+  needs both a large PSI and a significant test;
 - meaning: the kernel two-sample test (squared MMD, RBF kernel with the median-distance
   bandwidth, permutation p-value) on sentence embeddings.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import ks_2samp
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
@@ -21,6 +25,13 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1) / len(current)
     ref, cur = np.clip(ref, 1e-4, None), np.clip(cur, 1e-4, None)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def ks_p(reference: np.ndarray, current: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value (1.0 when either sample is empty)."""
+    if len(reference) == 0 or len(current) == 0:
+        return 1.0
+    return float(ks_2samp(np.asarray(reference, float), np.asarray(current, float)).pvalue)
 
 
 def label_shift(reference: dict[str, float], labels: list[list[str]]) -> float:

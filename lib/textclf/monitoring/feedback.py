@@ -1,4 +1,9 @@
-"""The feedback store: corrected labels from users, kept for monitoring and retraining.
+"""The feedback store: labels from users (confirmations and corrections), kept for monitoring and
+retraining.
+
+A row is `linked` when it quotes a logged prediction of the same text (see `predictions`): only
+then are `predicted` and `model_version` known, and only linked rows on predictions `sampled` at
+random for review are an unbiased sample of the model's quality. Every row can become training data.
 
 Append-only: every append writes one new Parquet file (a timestamped, uniquely named file under
 `root`, a local folder or gs://), so concurrent servers never contend for a file and nothing
@@ -26,7 +31,11 @@ SCHEMA = pa.schema([
     ("model_version", pa.string()),
     ("prediction_id", pa.string()),
     ("timestamp", pa.timestamp("us", tz="UTC")),
+    ("kind", pa.string()),  # confirmation | correction (linked) | label (not tied to a prediction)
+    ("linked", pa.bool_()),
+    ("sampled", pa.bool_()),  # the prediction was drawn at random for review
 ])
+KINDS = ("confirmation", "correction", "label")
 COLUMNS = SCHEMA.names
 
 
@@ -48,6 +57,9 @@ def _row(raw: Mapping[str, Any], row: int, now: datetime) -> dict[str, Any]:
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"feedback row {row}: text must be a non-empty string, not {text!r}")
     stamp = pd.Timestamp(raw.get("timestamp") or now)
+    kind = raw.get("kind") or "label"
+    if kind not in KINDS:
+        raise DataError(f"feedback row {row}: kind must be one of {list(KINDS)}, not {kind!r}")
     return {
         "text": text,
         "labels": _labels(raw.get("labels"), "labels", row, required=True),
@@ -55,6 +67,9 @@ def _row(raw: Mapping[str, Any], row: int, now: datetime) -> dict[str, Any]:
         "model_version": None if raw.get("model_version") is None else str(raw["model_version"]),
         "prediction_id": None if raw.get("prediction_id") is None else str(raw["prediction_id"]),
         "timestamp": stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC"),
+        "kind": kind,
+        "linked": bool(raw.get("linked", False)),
+        "sampled": bool(raw.get("sampled", False)),
     }
 
 
@@ -62,7 +77,8 @@ def append_feedback(root: str, rows: Iterable[Mapping[str, Any]]) -> str | None:
     """Validate `rows` and store them as one new Parquet file under `root`; returns its URI.
 
     Each row needs `text` and `labels` (a label or a list); `predicted`, `model_version`,
-    `prediction_id` and `timestamp` (default: now, UTC) are optional.
+    `prediction_id`, `timestamp` (default: now, UTC), `kind` (default "label"), `linked` and
+    `sampled` (default False) are optional.
     """
     now = datetime.now(timezone.utc)
     records = [_row(raw, i, now) for i, raw in enumerate(rows)]
@@ -89,4 +105,7 @@ def read_feedback(root: str) -> pd.DataFrame:
         frame[column] = pd.Series(table.column(column).to_pylist(), dtype=object, index=frame.index)
     for column in ("labels", "predicted"):
         frame[column] = [None if v is None else list(v) for v in frame[column]]
+    frame["kind"] = frame["kind"].fillna("label").astype(object)  # rows stored before kinds existed
+    for column in ("linked", "sampled"):
+        frame[column] = frame[column].fillna(False).astype(bool)
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)

@@ -1,53 +1,35 @@
 """`textclf serve`: one FastAPI app, the JSON API at the root and the Gradio demo under /ui.
 
-Safe defaults: binds 127.0.0.1; HTTP basic auth on everything but /health when
-TEXTCLF_SERVE_USER and TEXTCLF_SERVE_PASSWORD are set; no Gradio analytics, no share links.
+Safe defaults: binds 127.0.0.1 and answers only loopback Host names there; HTTP basic auth on
+everything but /health when TEXTCLF_SERVE_USER and TEXTCLF_SERVE_PASSWORD are set (`guards`);
+bounded requests whose limits the OpenAPI schema states; errors that never echo the input;
+/docs and /redoc served from the package (no CDN); no Gradio analytics, no share links.
 """
-from __future__ import annotations
-
-import base64
-import binascii
-import os
-import secrets
+# No `from __future__ import annotations`: the request models are built per app (their limits come
+# from the config), and FastAPI must see the classes themselves, not names it cannot look up.
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
 
 from textclf.config import ServeConfig
 from textclf.environment import apply_defaults
+from textclf.serve.guards import cross_site, guard
 from textclf.serve.model_holder import ModelHolder
+from textclf.serve.refusals import BODY_REFUSED, ERROR_BODY, install
 from textclf.serve.schemas import (
-    BadInput,
-    FeedbackRequest,
     FeedbackResponse,
     Health,
     ModelInfo,
-    PredictRequest,
     PredictResponse,
     ReloadResponse,
+    request_models,
 )
 from textclf.serve.service import Service
 
 UI_PATH = "/ui"
-OPEN_PATHS = ("/health",)
-
-
-def _credentials() -> tuple[str, str] | None:
-    user, password = os.environ.get("TEXTCLF_SERVE_USER"), os.environ.get("TEXTCLF_SERVE_PASSWORD")
-    return (user, password) if user and password else None
-
-
-def _authorized(header: str | None, expected: tuple[str, str]) -> bool:
-    scheme, _, encoded = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return secrets.compare_digest(user, expected[0]) & secrets.compare_digest(password, expected[1])
 
 
 def create_app(cfg: ServeConfig, holder: ModelHolder | None = None) -> FastAPI:
@@ -58,6 +40,7 @@ def create_app(cfg: ServeConfig, holder: ModelHolder | None = None) -> FastAPI:
     from textclf.serve.ui import build_ui
 
     service = Service(holder or ModelHolder(cfg.model, cfg.poll_seconds, variant=cfg.variant), cfg)
+    PredictRequest, FeedbackRequest = request_models(cfg)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -67,50 +50,50 @@ def create_app(cfg: ServeConfig, holder: ModelHolder | None = None) -> FastAPI:
         finally:
             service.stop()
 
-    app = FastAPI(title="textclf", summary="Text classification: predictions, feedback, model info",
-                  version="1", lifespan=lifespan)
+    app = FastAPIOffline(title="textclf", summary="Text classification: predictions, feedback, model info",
+                         version="1", lifespan=lifespan)
     app.state.service = service
+    install(app, cfg, skip=UI_PATH)
+    guard(app, cfg)  # added last: outermost, so a bad Host or missing auth is refused before anything
 
-    @app.exception_handler(BadInput)
-    async def bad_input(_request: Request, exc: BadInput) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": exc.detail()})
-
-    expected = _credentials()
-    if expected:
-        @app.middleware("http")
-        async def basic_auth(request: Request, call_next):
-            if request.url.path in OPEN_PATHS or _authorized(request.headers.get("authorization"), expected):
-                return await call_next(request)
-            return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="textclf"'})
-
-    @app.post("/predict", response_model=PredictResponse)
+    @app.post("/predict", response_model=PredictResponse, responses=BODY_REFUSED)
     async def predict(body: PredictRequest) -> PredictResponse:
-        """Label and per-class probabilities for one text or a list (at most `max_texts`)."""
+        """Label and per-class probabilities for one text or a list (the limits are in the schema)."""
         return await service.predict(body.texts)
 
-    @app.post("/feedback", response_model=FeedbackResponse)
+    @app.post("/feedback", response_model=FeedbackResponse, responses=BODY_REFUSED)
     def feedback(body: FeedbackRequest) -> FeedbackResponse:
         """Store the correct label(s) for a text in the append-only feedback store."""
         return service.feedback(body.text, body.labels, body.prediction_id)
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
-        return Health(model_version=service.holder.current.info.version)
+        """"degraded" with the reason while following the model URI fails (the old model answers)."""
+        problem = service.holder.problem
+        return Health(status="degraded" if problem else "ok", reason=problem,
+                      model_version=service.holder.current.info.version)
 
     @app.get("/model", response_model=ModelInfo)
     def model() -> ModelInfo:
         """The model answering now: name, version, alias, test metrics, lineage."""
         return service.holder.current.info
 
-    @app.post("/reload", response_model=ReloadResponse)
-    async def reload() -> ReloadResponse:
+    @app.post("/reload", response_model=ReloadResponse, responses={
+        403: {"description": "posted from another site", **ERROR_BODY},
+        503: {"description": "what the model URI names cannot be loaded; the old model still answers", **ERROR_BODY}})
+    async def reload(request: Request) -> ReloadResponse:
         """Load what the model URI names now and swap to it if it changed (without downtime)."""
-        swapped = await run_in_threadpool(service.holder.reload)
+        if refused := cross_site(request):
+            raise HTTPException(403, f"/reload refuses cross-site requests: {refused}")
+        try:
+            swapped = await run_in_threadpool(service.holder.reload)
+        except Exception:
+            raise HTTPException(503, service.holder.problem) from None
         return ReloadResponse(swapped=swapped, model=service.holder.current.info)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
         return RedirectResponse(UI_PATH + "/")
 
-    return gr.mount_gradio_app(app, build_ui(service), path=UI_PATH, run_history=False,
-                               footer_links=["api"], show_error=True)
+    return gr.mount_gradio_app(app, build_ui(service), path=UI_PATH, run_history=False, footer_links=["api"],
+                               show_error=True, max_file_size=cfg.max_upload_bytes)

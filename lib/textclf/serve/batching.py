@@ -5,9 +5,15 @@ One worker thread takes the first waiting request, gathers more for at most `wai
 the Predictor sorts them by length and pads per batch. Every request in a batch is answered by
 the same model, which the result names. The model only needs `predict_proba(texts)`, so an
 ONNX or int8 backend with that method fits unchanged.
+
+One request must not break others: when a batch fails, its requests are scored one by one, and
+only those that fail alone get an error. A text that fails while the model answers others is the
+text's fault: a BadInput naming it (`texts.3`); when nothing succeeds the model is at fault and the
+error is passed on as it is.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,6 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from textclf.serve.model_holder import ServedModel
+from textclf.serve.schemas import BadInput
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,11 +71,9 @@ class MicroBatcher:
             jobs, stopping = self._gather(first)
             served = self._model()  # fixed for this batch: a swap now affects the next one
             try:
-                with served.lock:
-                    probs = served.predictor.predict_proba([t for job in jobs for t in job.texts])
-            except Exception as exc:  # answer every waiting request, keep the worker alive
-                for job in jobs:
-                    job.future.set_exception(exc)
+                probs = self._score(served, [t for job in jobs for t in job.texts])
+            except Exception:  # keep the worker alive; find who failed, answer everyone else
+                self._one_by_one(served, jobs)
                 continue
             bounds = np.cumsum([0] + [len(job.texts) for job in jobs])
             for job, start, end in zip(jobs, bounds[:-1], bounds[1:]):
@@ -75,6 +82,38 @@ class MicroBatcher:
             job = self._queue.get_nowait()
             if job is not None:
                 job.future.set_exception(RuntimeError("the server is shutting down"))
+
+    @staticmethod
+    def _score(served: ServedModel, texts: list[str]) -> np.ndarray:
+        with served.lock:
+            return served.predictor.predict_proba(texts)
+
+    def _one_by_one(self, served: ServedModel, jobs: list[_Job]) -> None:
+        """After a batch failed: each request alone, then each text of a failing one alone, so the
+        error names the text; a text counts as bad only once some other text was scored."""
+        failed: list[tuple[_Job, int | None, Exception]] = []
+        scored = False
+        for job in jobs:
+            try:
+                job.future.set_result((served, self._score(served, job.texts)))
+                scored = True
+                continue
+            except Exception as exc:
+                culprit, error = None, exc
+            for i, text in enumerate(job.texts):
+                try:
+                    self._score(served, [text])
+                    scored = True
+                except Exception as exc:
+                    culprit, error = i, exc
+                    break
+            failed.append((job, culprit, error))
+        for job, culprit, error in failed:
+            if scored and culprit is not None:
+                log.warning("texts.%s of a request could not be scored: %r", culprit, error)
+                job.future.set_exception(BadInput(["texts", culprit], f"could not be scored ({type(error).__name__})"))
+            else:
+                job.future.set_exception(error)
 
     def start(self) -> None:
         if self._thread is None:

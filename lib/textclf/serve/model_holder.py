@@ -52,6 +52,7 @@ class ModelHolder:
     def __init__(self, uri: str, poll_seconds: float = 30.0, batch_size: int = 64, variant: str = "torch"):
         self.uri, self.poll_seconds, self.batch_size, self.variant = uri, poll_seconds, batch_size, variant
         self._current = load(uri, resolve_model(uri), batch_size, variant)
+        self.problem: str | None = None  # why the last attempt to follow the URI failed; None once one succeeds
         self._swap_lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,23 +64,34 @@ class ModelHolder:
     def reload(self) -> bool:
         """Resolve the URI again; load and swap in what it names if that is another version (a
         folder, which has no version, is always reloaded). True when swapped. Resolving an
-        unchanged alias costs a registry query, not a download, so polling is cheap."""
+        unchanged alias costs a registry query, not a download, so polling is cheap. A failure
+        keeps the old model answering, is remembered in `problem` (health reports it) and raised."""
         with self._swap_lock:
-            resolved = resolve_model(self.uri)
-            old = self._current.info
-            if resolved.version is not None and resolved.version == old.version:
-                return False
-            self._current = load(self.uri, resolved, self.batch_size, self.variant)  # one assignment: atomic for readers
-            log.info("serving %s version %s (was %s)", self.uri, resolved.version, old.version)
-            return True
+            try:
+                swapped = self._follow()
+            except Exception as exc:
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                self.problem = f"could not load what {self.uri} names: {type(exc).__name__}: {first_line}"
+                log.warning("%s; still serving version %s", self.problem, self._current.info.version)
+                raise
+            self.problem = None
+            return swapped
+
+    def _follow(self) -> bool:
+        resolved = resolve_model(self.uri)
+        old = self._current.info
+        if resolved.version is not None and resolved.version == old.version:
+            return False
+        self._current = load(self.uri, resolved, self.batch_size, self.variant)  # one assignment: atomic for readers
+        log.info("serving %s version %s (was %s)", self.uri, resolved.version, old.version)
+        return True
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.reload()
-            except Exception:  # a registry hiccup or a broken new version: keep serving the old one
-                log.exception("could not follow %s; still serving version %s", self.uri,
-                              self._current.info.version)
+            except Exception:  # a registry hiccup or a broken new version: logged, kept in `problem`
+                log.debug("poll failed", exc_info=True)
 
     def start(self) -> None:
         if self.poll_seconds > 0 and MOVABLE.fullmatch(self.uri) and self._thread is None:
