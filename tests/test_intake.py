@@ -103,6 +103,13 @@ def test_the_fast_check_names_the_problem_the_flow_would(name, tmp_path):
     assert done.stderr.strip() == f"textclf data: {flow_error.value}"
 
 
+def test_the_fast_check_takes_the_file_as_an_override_too():
+    name = next(n for n in BAD if "fields where the header has" in EXPECTED[n]["error"])
+    done = subprocess.run([sys.executable, "-m", "textclf.cli", "data", "check", f"data.source={CORPUS / name}",
+                           *overrides(name).split()], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"textclf data: {CORPUS / name} row "), done.stderr
+
+
 def test_the_fast_check_reads_only_the_head_of_a_big_file(tmp_path):
     big = tmp_path / "big.csv"
     with big.open("w", newline="") as f:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable
 
 from textclf.environment import apply_defaults
@@ -98,7 +99,12 @@ def data(args: argparse.Namespace) -> int:
     from textclf.config import compose
     from textclf.data.sources import check_sources
 
-    cfg = compose(overrides=([f"data.source={args.file}"] if args.file else []) + args.overrides)
+    overrides = list(args.overrides)
+    if args.file and "=" in args.file and not Path(args.file).exists():  # `data check data.train=a.csv ...`
+        overrides.insert(0, args.file)
+    elif args.file:
+        overrides.insert(0, f"data.source={args.file}")
+    cfg = compose(overrides=overrides)
     for uri, found in check_sources(cfg.data).items():
         print(f"{uri}: {found['format']}", end="")
         if "rows" in found:
