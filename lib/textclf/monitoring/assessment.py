@@ -70,9 +70,10 @@ def traffic_drift(predictor: Predictor, profile: dict[str, Any], reference_vecto
     texts not logged (`serve.log_texts=false`), only what the log holds: label shares and confidence."""
     texts = [t for t in traffic["text"] if isinstance(t, str)]
     if len(texts) == len(traffic) and texts:
-        probs = predictor.predict_proba(texts)
+        ids = predictor.encode(texts)  # tokenized once: the scores and the lengths come from the same ids
+        probs = predictor.probs_from_ids(ids)
         predicted = [ls if isinstance(ls, list) else [ls] for ls in predictor.decide(probs)]
-        confidence, lengths = probs.max(1), [len(x) for x in predictor.encode(texts)]
+        confidence, lengths = probs.max(1), [len(x) for x in ids]
         mmd2, p_value = mmd_test(reference_vectors, predictor.embed(texts[-(len(reference_vectors) or 256):]),
                                  permutations=permutations)
         drift = {"length_psi": psi(profile["lengths"], lengths), "length_ks_p": ks_p(profile["lengths"], lengths),

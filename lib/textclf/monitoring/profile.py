@@ -28,14 +28,15 @@ EMBEDDINGS = "profile_embeddings.npy"
 def describe(predictor: Predictor, texts: list[str], labels: list[list[str]], max_embeddings: int = 256,
              seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
     """Label shares, token lengths, confidences and an embedding sample of labelled texts."""
-    probs = predictor.predict_proba(texts)
+    ids = predictor.encode(texts) if texts else []  # tokenized once for the scores and the lengths
+    probs = predictor.probs_from_ids(ids)
     flat = [label for row in labels for label in row]
     shares = pd.Series(flat, dtype=object).value_counts(normalize=True)
     pick = np.random.default_rng(seed).permutation(len(texts))[:max_embeddings]
     return {
         "n": len(texts),
         "label_shares": {label: float(shares.get(label, 0.0)) for label in predictor.labels},
-        "lengths": [int(len(x)) for x in predictor.encode(texts)],
+        "lengths": [len(x) for x in ids],
         "confidence": probs.max(1).round(6).tolist() if len(texts) else [],
     }, predictor.embed([texts[i] for i in pick])
 
