@@ -111,7 +111,7 @@ def test_words_lay_over_the_original_text_and_sum_their_pieces(predictor):
     words = split_words(predictor, text)
     assert [w for w, _ in found["words"]] == ["The", "SUPERB", "laptop", ",", "truly", "!"]
     assert [s for _, s in found["words"]] == pytest.approx(words.scores(found["scores"]).tolist())
-    pieces = highlighted(predictor, text, found["scores"])
+    pieces = highlighted(text, found)
     assert "".join(p for p, _ in pieces) == text
     assert dict(pieces)["SUPERB"] == 1.0  # the strongest word, scaled to the colour range
 

@@ -90,8 +90,8 @@ def token_attributions(predictor, text: str, target: int | None = None,
     A positive score pushes the target's probability up. With integrated gradients the scores add
     up to p(text) - p(the text with every word [PAD]). The target and its probability come from
     the predictor itself (so an ONNX variant explains the label it served); the gradients from its
-    PyTorch weights. Returns the word pieces and their scores, the words (text, score), the
-    target label and its probability, and the method.
+    PyTorch weights. Returns the word pieces and their scores, the words (text, score) and their
+    character spans in `text`, the target label and its probability, and the method.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, not {method!r}")
@@ -101,5 +101,5 @@ def token_attributions(predictor, text: str, target: int | None = None,
     scores = _captum_scores(predictor, words, cls, method, steps)
     word_scores = words.scores(scores)
     return {"tokens": predictor.tokenizer.convert_ids_to_tokens(words.ids.tolist()), "scores": scores.tolist(),
-            "words": [(text[a:b], float(s)) for (a, b), s in zip(words.spans, word_scores)],
+            "words": [(text[a:b], float(s)) for (a, b), s in zip(words.spans, word_scores)], "spans": words.spans,
             "label": predictor.labels[cls], "probability": float(probs[cls]), "method": method}

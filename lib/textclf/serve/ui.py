@@ -23,17 +23,15 @@ EXAMPLES = [
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "textclf-serve"  # inside Gradio's allowed temp dir
 
 
-def highlighted(predictor, text: str, scores: list[float]) -> list[tuple[str, float | None]]:
-    """Per-token scores summed into words and laid over the original text (spaces and case kept),
-    scaled to [-1, 1] for HighlightedText; text past the model's max length stays plain."""
-    from textclf.model.attributions import split_words
-
-    words = split_words(predictor, text)
-    word_scores = words.scores(scores)
+def highlighted(text: str, explanation: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """An explanation's word scores laid over the original text (spaces and case kept), scaled to
+    [-1, 1] for HighlightedText; text past the model's max length stays plain. Built from the
+    explanation's own word spans: no second tokenization, and no mismatch if the model swaps."""
+    word_scores = [score for _, score in explanation["words"]]
     top = max((abs(s) for s in word_scores), default=0.0) or 1.0
     pieces: list[tuple[str, float | None]] = []
     cursor = 0
-    for (start, end), score in zip(words.spans, word_scores):
+    for (start, end), score in zip(explanation["spans"], word_scores):
         if start > cursor:
             pieces.append((text[cursor:start], None))
         pieces.append((text[start:end], round(float(score) / top, 3)))
@@ -128,7 +126,7 @@ def build_ui(service: Service) -> gr.Blocks:
                if pred.review_requested else "Is this right?")
         details = f"model version {answer.model.version or '-'} · prediction id `{pred.prediction_id}`"
         return (gr.Column(visible=True), f"## {shown}", pred.probabilities,
-                highlighted(service.holder.current.predictor, text, why["scores"]), ask, details,
+                highlighted(text, why), ask, details,
                 {"id": pred.prediction_id, "text": text, "labels": labels}, gr.Row(visible=False), "",
                 gr.Dropdown(value=None))
 
