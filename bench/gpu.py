@@ -3,6 +3,7 @@ training loop's samples/s and its model FLOPs utilisation (MFU).
 
     python bench/gpu.py                                    # every GPU here, the sample data, MiniLM
     python bench/gpu.py --overrides 'train.epochs=3 train.batch_size=128'
+    python bench/gpu.py --shape-of FOLDER   # the backbone's architecture from FOLDER, random weights
 
 Runs `python flows/train_flow.py run` (through bench/flow.py's isolated datastore) with
 `train.resources.gpu=<all GPUs> train.amp=bf16`, then reads what the train step recorded: the
@@ -12,6 +13,10 @@ also checked on its own (a one-rank process group: init, all-reduce, broadcast),
 says which. MFU = samples/s x 6 x parameters x mean tokens per sample / the GPU's dense bf16
 peak (attention's quadratic term left out: at 128 tokens it is a few per cent). Without CUDA it
 prints one JSON line saying so and exits 0.
+
+`--shape-of` is for a GPU machine that cannot hold the weights package (a device whose file
+transfer is capped below its 88 MB): it takes the config and tokenizer from FOLDER and trains
+that architecture from seeded random weights. Speed and MFU depend on the shape, not the weights.
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ def mfu(run_path: str, samples_per_s: float, gpus: int) -> dict[str, Any]:
     run = Run(run_path)
     manifest = run["preprocess"].task.data.manifest
     tokens = float(read_split(manifest["shards"]["train"], ["length"])["length"].mean())
-    params = sum(p.numel() for p in Predictor(run["join_train"].task.data.training["model_uri"]).model.parameters())
+    params = sum(p.numel() for p in Predictor(run["join_train"].task.data.training["model_uri"], device="cpu").model.parameters())
     name = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
     achieved = samples_per_s * 6 * params * tokens
@@ -66,9 +71,22 @@ def mfu(run_path: str, samples_per_s: float, gpus: int) -> dict[str, Any]:
             "peak_bf16_tflops_per_gpu": peak and peak / 1e12}
 
 
+def random_copy(folder: Path, dest: Path) -> Path:
+    """The architecture and tokenizer in `folder`, with seeded random weights, saved to `dest`."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    torch.manual_seed(0)
+    AutoModel.from_config(AutoConfig.from_pretrained(folder)).save_pretrained(dest)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(dest)
+    return dest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--overrides", default="train.epochs=2", help="more Hydra overrides for the flow")
+    parser.add_argument("--shape-of", type=Path, default=None,
+                        help="train this folder's architecture from random weights (config and tokenizer only)")
     args = parser.parse_args()
     offline()
     import torch
@@ -79,13 +97,15 @@ def main() -> None:
     gpus = torch.cuda.device_count()
     overrides = f"train.resources.gpu={gpus} train.amp=bf16 {args.overrides}"
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
+        if args.shape_of:
+            overrides += f" model.backbone={random_copy(args.shape_of, Path(tmp) / 'backbone')}"
         run_id, wall = run_flow(overrides, Path(tmp))
         result = breakdown(run_id, wall)
         from metaflow import Run
 
         training = Run(result["run"])["join_train"].task.data.training
         figures = mfu(result["run"], float(training["train_samples_per_s"]), gpus)
-    emit({"bench": "gpu", "overrides": overrides, "device": training["device"], "amp": training["amp"],
+    emit({"bench": "gpu", "overrides": overrides, "weights": "random" if args.shape_of else "pretrained", "device": training["device"], "amp": training["amp"],
           "world_size": training["world_size"], "nccl_in_train_step": training["world_size"] > 1,
           "nccl_check": nccl_check(), **figures, **result, "machine": machine()})
 
