@@ -36,6 +36,21 @@ def throughput(predict: Callable[[list[str]], list[str]], texts: list[str], trut
             "accuracy": round(float(np.mean([p == y for p, y in zip(labels, truth)])), 4)}
 
 
+def gold_labels(folder: Path, ids: list[int]) -> list[str]:
+    """SST-2's 0/1 as the names the model predicts: its ids as strings, or config/data/sst2.yaml's
+    names. A model whose labels are neither would score 0 % on both sides and compare as equal, so
+    the benchmark stops instead."""
+    import json
+
+    labels = set(json.loads((folder / "config.json").read_text())["id2label"].values())
+    for names in ({0: "0", 1: "1"}, {0: "negative", 1: "positive"}):
+        if set(names.values()) == labels:
+            return [names[int(i)] for i in ids]
+    raise SystemExit(f"bench/serve.py: the model's labels {sorted(labels)} are neither SST-2's ids (0, 1) nor its "
+                     f"names (negative, positive): train it on SST-2 (bench/train.py or data=sst2), or accuracy "
+                     f"would compare nothing")
+
+
 def textclf_side(folder: Path, variant: str, batch_size: int) -> Callable[[list[str]], list[str]]:
     from textclf.model.predictor import Predictor
 
@@ -153,7 +168,7 @@ def main() -> None:
     test = sst2("test")
     reps = max(1, -(-args.rows // len(test))) if args.rows else 1
     texts = (test["text"].tolist() * reps)[:args.rows or len(test)]
-    truth = [str(y) for y in (test["label"].tolist() * reps)[:len(texts)]]
+    truth = gold_labels(folder, (test["label"].tolist() * reps)[:len(texts)])
 
     with stdout_to_stderr():
         ensure_onnx(folder)
