@@ -6,6 +6,7 @@ import base64
 import json
 import random
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -33,7 +34,7 @@ def test_stored_notebooks_are_clean_and_parameterized(name, tmp_path):
     book = nbformat.read(path, as_version=4)
     tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    for parameter in ("run_id = None", "model_uri = None", "data_uri = None", 'output_dir = "."'):
+    for parameter in ("run_id = None", "model_uri = None", "data_uri = None", 'output_dir = None'):
         assert parameter in tagged[0].source
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert "from textclf" in code and "def " not in code  # library code lives in textclf, not here
@@ -116,7 +117,7 @@ def test_error_analysis_tables():
     assert by_slice.loc["has URL", "accuracy"] == 0.0 and by_slice.loc["has @mention", "n"] == 0
     # class thresholds: negative 0.583 (mean p on gold negatives), positive 0.667; "great fun"
     # (p_negative 0.3) stays under the negative threshold, so it is a plain right answer
-    suspects = analysis.label_noise_suspects(scored)
+    suspects = analysis.confident_disagreements(scored)
     assert suspects["text"].tolist() == ["not good", "fine http://x.io"]
     assert suspects["suggested"].tolist() == ["positive", "negative"]
 
@@ -131,7 +132,7 @@ def test_multi_label_error_analysis():
     assert frame.loc[2, "predicted"] == ["billing", "app_bug"]
     pairs = analysis.confusion_pairs(frame).set_index(["gold", "predicted"])["count"].to_dict()
     assert pairs == {("app_bug", "(none)"): 1, ("shipping", "app_bug"): 1}
-    suspects = analysis.label_noise_suspects(scored).set_index("text")["suspect"].to_dict()
+    suspects = analysis.confident_disagreements(scored).set_index("text")["suspect"].to_dict()
     assert suspects == {"charged twice, lost parcel": ["+app_bug"], "late and crash": ["-app_bug"]}
     table = analysis.slice_metrics(scored, {"all": lambda t: True})
     assert table.loc[0, "subset_accuracy"] == 0.5
@@ -167,6 +168,7 @@ def test_flow_runs_the_notebooks_and_shows_them_in_a_card(trained_run, tmp_path)
 
     for name, html in reports.items():
         page = Path(html).read_text()
+        assert "resolve_inputs(" not in page and "import " not in page, name  # results, not code cells
         assert external_hosts(page) == [], name
         assert notebooks.external_references(page) == [], name
         book, outputs = executed(folder / f"{name}.ipynb")
@@ -200,6 +202,51 @@ def test_papermill_cli_reproduces_the_flow_metrics(trained_run, tmp_path):
                            "-p", "output_dir", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "metrics.json").read_text()) == expected
+
+
+@pytest.mark.integration
+def test_a_bare_run_id_works_and_reports_stay_out_of_the_working_folder(trained_run, tmp_path):
+    """`-p run_id 123` reaches the notebook as an int; with no output_dir the files go to the temp
+    dir's report folder for that run, never the folder papermill was started in."""
+    from textclf.evaluation.scoring import report_folder
+
+    expected = evaluate_task(trained_run)["test_metrics"].data
+    folder = report_folder(None, trained_run.pathspec)
+    shutil.rmtree(folder, ignore_errors=True)
+    done = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "evaluate.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-k", "textclf", "-p", "run_id", trained_run.id],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ipynb"]
+    assert json.loads((folder / "metrics.json").read_text()) == expected
+    shutil.rmtree(folder)
+
+
+@pytest.mark.integration
+def test_misused_notebooks_fail_with_one_clear_line(trained_run, tmp_path):
+    from conftest import latest_run, run_flow
+
+    from textclf.errors import TextclfError
+    from textclf.registry.inputs import resolve_inputs
+
+    registration = trained_run["register"].task.data.registration
+    uri = f"models:/{registration['model_name']}/{registration['version']}"
+    assert resolve_inputs(model_uri=uri, data_uri=trained_run["end"].task.data.paths["data"]).model_name == \
+        f"{uri} (v{registration['version']}, {trained_run.pathspec})"  # what the reports' headers show
+
+    run_flow("train_flow.py", f"data.source={ROOT / 'tests' / 'corpus' / 'missing_column.csv'} model=tiny", check=False)
+    stopped = latest_run("TrainFlow")
+    assert not stopped.successful and "join_train" not in stopped
+    with pytest.raises(TextclfError) as err:
+        notebooks.execute("error_analysis", tmp_path, {"run_id": int(stopped.id)})
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{stopped.pathspec} has no trained model: it stopped before join_train finished (last step: start)" in message
+
+    with pytest.raises(TextclfError, match=r"^evaluate.ipynb failed in cell \d+: ModelNotFound: models:/no-such-model@champion: "
+                                           r"not in the registry"):
+        notebooks.execute("evaluate", tmp_path, {"model_uri": "models:/no-such-model@champion",
+                                                 "data_uri": trained_run["end"].task.data.paths["data"]})
 
 
 @pytest.mark.integration

@@ -1,5 +1,5 @@
-"""Error analysis of a scored test split: where the model is wrong, how sure it was, and which
-gold labels look wrong themselves. Used by notebooks/error_analysis.ipynb and explore_data.ipynb.
+"""Error analysis of a scored test split: where the model is wrong, how sure it was, and where it
+confidently disagrees with the gold label. Used by notebooks/error_analysis.ipynb and explore_data.ipynb.
 """
 from __future__ import annotations
 
@@ -21,6 +21,24 @@ NEGATION = re.compile(r"\b(?:not|no|never|nothing|nobody|none|neither|nor|cannot
 URL = re.compile(r"https?://\S+|\bwww\.\S+", re.IGNORECASE)
 MENTION = re.compile(r"(?<![\w@])@\w+")
 LENGTH_BUCKETS = ((0, 5), (6, 15), (16, 30), (31, None))  # words, inclusive
+
+
+COUNT_COLUMNS = ("n", "support", "count", "rows")
+
+
+def readable(frame: pd.DataFrame) -> Any:
+    """A table as a person reads it: lists as "a, b", counts without ".0", text left-aligned."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if shown[column].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
+            joiner = " · " if column == "examples" else ", "
+            shown[column] = shown[column].map(
+                lambda v: joiner.join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v)
+    for column in COUNT_COLUMNS:
+        if column in shown and shown[column].notna().all():
+            shown[column] = shown[column].astype(int)
+    text = [c for c in shown.columns if shown[c].dtype == object or pd.api.types.is_string_dtype(shown[c])]
+    return shown.style.format(precision=4).set_properties(subset=text, **{"text-align": "left"})
 
 
 def words(text: str) -> int:
@@ -138,8 +156,11 @@ def slice_metrics(scored: Scored, slices: Mapping[str, SliceFn]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def label_noise_suspects(scored: Scored, k: int = 10) -> pd.DataFrame:
-    """Rows whose gold label the model confidently disagrees with (confident learning).
+def confident_disagreements(scored: Scored, k: int = 10) -> pd.DataFrame:
+    """Rows whose gold label the model confidently disagrees with, by confident learning's rule.
+
+    Not a list of wrong labels: one model's disagreement is as often its own mistake (sarcasm,
+    negation) as a bad label, so these are rows for a person to read, not to relabel blindly.
 
     A class's threshold is the model's mean probability for it on rows labelled with it; a row
     is suspect when another class clears its threshold and beats the gold class. Multi-label:

@@ -54,12 +54,13 @@ def execute(name: str, output_dir: str | Path, parameters: dict[str, Any], kerne
 
 
 def render_html(notebook: str | Path) -> Path:
-    """A self-contained HTML page next to the executed notebook: images inline, no CDN scripts."""
+    """A self-contained HTML page next to the executed notebook: results only (the executed .ipynb
+    keeps the code), images inline, no CDN scripts."""
     from nbconvert import HTMLExporter
 
     path = Path(notebook)
     exporter = HTMLExporter(mathjax_url="", require_js_url="", jupyter_widgets_base_url="", widget_renderer_url="",
-                            embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+                            embed_images=True, exclude_input=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
     found = external_references(body)
     if found:

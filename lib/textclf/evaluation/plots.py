@@ -86,7 +86,7 @@ def reliability_diagram(bins: list[dict[str, Any]], ece: float) -> Figure:
     counts = np.array([b["count"] for b in bins])
     ax.bar(lows, acc, width=width, align="edge", color="#1f77b4", edgecolor="white", label="accuracy")
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
-    ax.scatter(conf, acc, color="black", s=12, zorder=3, label="mean confidence")
+    ax.scatter(conf, acc, color="black", s=12, zorder=3, label="a bin's accuracy at its mean confidence")
     ax.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1.02),
            title=f"Reliability diagram (ECE {ece:.3f})")
     ax.legend(loc="upper left", fontsize=8)

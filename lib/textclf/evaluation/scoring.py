@@ -3,6 +3,7 @@ notebooks, analysis and plots share; and the report files the evaluate notebook 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,14 @@ def training_log(log_path: str | None, model_uri: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in read_text(log_path).splitlines() if line.strip()]
     record = join(model_uri, "training.json")
     return [{"kind": "epoch", **r} for r in read_json(record)["history"]] if exists(record) else []
+
+
+def report_folder(output_dir: str | Path | None, about: str) -> Path:
+    """`output_dir`, or a folder in the temp dir named for what was evaluated: a notebook run from
+    the repository root must not leave metrics.json there, nor overwrite a run's own reports."""
+    if output_dir:
+        return Path(output_dir)
+    return Path(tempfile.gettempdir(), "textclf-reports", re.sub(r"[^A-Za-z0-9._-]+", "_", about).strip("_"))
 
 
 def write_metrics(report: dict[str, Any], output_dir: str | Path) -> Path:
