@@ -87,8 +87,10 @@ def test_one_mlflow_run_holds_config_code_data_curves_and_artifacts(server_runs,
     artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
     assert {"model", "config.json", "metrics.json", "training.json", "data"} <= artifacts
     model_files = {Path(a.path).name for a in client.list_artifacts(mlflow_run.info.run_id, "model")}
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= model_files
-    assert not any(name.endswith((".pkl", ".pickle")) for name in model_files)
+    assert {"MLmodel", "pyfunc_model.py", "artifacts"} <= model_files  # an MLflow Model around the folder
+    folder_files = {Path(a.path).name for a in client.list_artifacts(mlflow_run.info.run_id, "model/artifacts/hf_model")}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "modeling_textclf.py", "README.md"} <= folder_files
+    assert not any(name.endswith((".pkl", ".pickle")) for name in model_files | folder_files)
 
 
 def test_metaflow_run_points_back_to_mlflow(server_runs):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import textclf.model.network  # noqa: F401  (registers the textclf model type with the Auto classes)
+from textclf.model.folder import max_length
 from textclf.model.onnx_runtime import VARIANTS, onnx_logits
 from textclf.model.padding import pad_batch
 
@@ -42,8 +43,7 @@ class Predictor:
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
         self.multi_label = getattr(cfg, "multi_label", cfg.problem_type == "multi_label_classification")
         self.threshold = float(getattr(cfg, "threshold", None) or 0.5)
-        positions = getattr(getattr(cfg, "backbone_config", cfg), "max_position_embeddings", 512)
-        self.max_length = min(int(self.tokenizer.model_max_length or positions), positions)
+        self.max_length = max_length(cfg, self.tokenizer)
         self.batch_size = batch_size
         self.pad_id = self.tokenizer.pad_token_id or 0
 

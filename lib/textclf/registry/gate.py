@@ -5,11 +5,13 @@ split) and moves `champion` only when the candidate is better by `registry.gate_
 `registry.gate_metric`; otherwise the candidate is tagged `challenger`. Every decision is recorded
 on the model version (tags), in the MLflow run (params, metrics) and printed.
 
-The model is logged as the plain files of its `save_pretrained` folder: no pickled Python object,
-no `mlflow.transformers` flavour (which imports torchvision and looks up model cards online).
+The model is logged as an MLflow pyfunc around its `save_pretrained` folder, with a model card
+(`registry.mlflow_model`, `registry.model_card`): no pickled Python object, no
+`mlflow.transformers` flavour (which imports torchvision and looks up model cards online).
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -18,7 +20,9 @@ from typing import Any
 from textclf.data.shards import read_split
 from textclf.errors import TextclfError
 from textclf.evaluation.metrics import quick_metrics, resolve_metric
-from textclf.registry.resolution import CACHE, download_version
+from textclf.registry.mlflow_model import FOLDER, save_pyfunc, stage_folder
+from textclf.registry.model_card import write_model_card
+from textclf.registry.resolution import CACHE, download_version, test_metrics
 from textclf.registry.tracking import client, registry_config
 from textclf.storage import download_dir
 
@@ -67,6 +71,16 @@ def _current_champion(c, name: str):
         return None
 
 
+def _log_model(c, run_id: str, folder: Path, name: str, manifest: dict[str, Any]) -> None:
+    """The run's `model` artifact: the folder with its model card, as an MLflow pyfunc."""
+    run = c.get_run(run_id)
+    origin = {**run.data.tags, "mlflow_run": run_id}
+    with tempfile.TemporaryDirectory(prefix="textclf-register-") as tmp:
+        staged = stage_folder(Path(folder), Path(tmp) / FOLDER)
+        write_model_card(staged, name, manifest, test_metrics(run), origin)
+        c.log_artifacts(run_id, str(save_pyfunc(staged, Path(tmp) / "model")), "model")
+
+
 def register(cfg: dict[str, Any], run_id: str, model_uri: str, manifest: dict[str, Any], pathspec: str) -> dict[str, Any]:
     """Log the model folder, create a model version, and run the champion / challenger gate."""
     from mlflow.entities import Metric, Param
@@ -84,7 +98,7 @@ def register(cfg: dict[str, Any], run_id: str, model_uri: str, manifest: dict[st
     # Both scores before anything is registered: a champion that cannot be compared leaves no version behind.
     champion_score = None if champion is None else score(
         download_version(champion, rcfg.tracking_uri), who=f"{rcfg.model_name} v{champion.version} (the champion)")
-    c.log_artifacts(run_id, str(folder), "model")
+    _log_model(c, run_id, folder, rcfg.model_name, manifest)
     try:
         c.get_registered_model(rcfg.model_name)
     except MlflowException:

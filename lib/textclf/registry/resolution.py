@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from textclf.errors import TextclfError
+from textclf.registry.mlflow_model import hf_folder
 from textclf.storage import download_dir
 
 CACHE = Path(os.environ.get("TEXTCLF_CACHE", Path.home() / ".cache" / "textclf")) / "registry"
@@ -36,8 +37,9 @@ class ResolvedModel:
 
 
 def download_version(mv, tracking_uri: str) -> Path:
-    """A local copy of a model version, cached by its artifact URI (which holds the MLflow run id,
-    so two stores that both have `textclf` v1 never share a cache entry)."""
+    """A local copy of a model version's Hugging Face folder (from inside its MLflow Model, or
+    the artifact itself for a version registered as the bare folder), cached by its artifact URI
+    (which holds the MLflow run id, so two stores that both have `textclf` v1 never share a cache entry)."""
     import mlflow
 
     dest = CACHE / "versions" / hashlib.sha256(mv.source.encode()).hexdigest()[:24]
@@ -47,7 +49,7 @@ def download_version(mv, tracking_uri: str) -> Path:
         try:
             mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp), tracking_uri=tracking_uri)
             shutil.rmtree(dest, ignore_errors=True)
-            (tmp / "model").rename(dest)  # download_artifacts keeps the last path part
+            hf_folder(tmp / "model").rename(dest)  # download_artifacts keeps the last path part
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -114,11 +116,16 @@ def _resolve_registered(uri: str, tracking_uri: str, download: bool) -> Resolved
                "dvc_rev": tags.get("data.dvc_rev"), "git_commit": tags.get("git_commit"),
                "git_dirty": tags.get("git_dirty"), "backbone": tags.get("backbone"),
                "gate": mv.tags.get("gate.reason")}
-    metrics = {k[len("test_"):]: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    metrics = test_metrics(run)
     path = str(download_version(mv, tracking_uri)) if download else mv.source
     return ResolvedModel(path=path, uri=uri, name=name, version=str(mv.version),
                          alias=alias, run_id=lineage["metaflow_run"], metrics=metrics, lineage=lineage,
                          created=datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).isoformat())
+
+
+def test_metrics(run) -> dict[str, float]:
+    """An MLflow run's test metrics, without their `test_` prefix."""
+    return {k[len("test_"):]: v for k, v in run.data.metrics.items() if k.startswith("test_")}
 
 
 def _parse_models_uri(body: str) -> tuple[str, str | None, str | None]:

@@ -27,6 +27,7 @@ from textclf.evaluation.metrics import (
     quick_metrics,
     resolve_metric,
 )
+from textclf.model.folder import save_folder
 from textclf.model.network import build_model
 from textclf.model.padding import pad_batch
 from textclf.storage import is_remote, upload_dir
@@ -298,8 +299,7 @@ def finish(t: Trainer) -> dict[str, Any]:
               "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off", "model_uri": spec["output"]}
     if t.d.main:
         local = Path(spec["output"]) if not is_remote(spec["output"]) else Path(spec["checkpoint_dir"]) / "model"
-        t.model.save_pretrained(local)
-        t.tokenizer.save_pretrained(local)
+        save_folder(t.model, t.tokenizer, local)
         (local / "training.json").write_text(json.dumps(result, indent=2))
         upload_dir(local, spec["output"])
     t.log.sync()
