@@ -29,13 +29,17 @@ class TrainFlow(FlowSpec):
 
         from textclf.data.sources import check_sources
         from textclf.monitoring.retraining import with_data
+        from textclf.registry.naming import data_task, registry_name
         from textclf.registry.tracking import start_run
         from textclf.training.launcher import run_paths
 
         self.cfg = self.config.to_dict()
         if self.retrain_data:
             self.cfg = with_data(self.cfg, json.loads(self.retrain_data))
-        check_sources(settings(self).data)  # seconds: a file that cannot work stops the run here
+        found = check_sources(settings(self).data)  # seconds: a file that cannot work stops the run here
+        name, why = registry_name(settings(self).registry, data_task(settings(self).data, found))
+        self.cfg["registry"]["model_name"] = name  # a champion of another task stops the run now, not after training
+        print(f"registers as {name} ({why})")
         self.paths = run_paths(settings(self), "TrainFlow", current.origin_run_id or current.run_id)
         self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}")
         print(f"artifacts under {self.paths['root']}; MLflow run {self.mlflow_run_id}")

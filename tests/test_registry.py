@@ -198,3 +198,41 @@ def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys
     for step in (10, 20):
         logger.log({"kind": "step", "step": step, "epoch": 0.5, "loss": 0.5, "lr": 1e-3})
     assert capsys.readouterr().out.count("live metrics stop here") == 1
+
+
+def test_task_names_follow_the_labels():
+    from textclf.registry.naming import Task, task_name
+
+    assert task_name(Task(frozenset({"positive", "negative"}), False)) == "textclf-negative-positive"
+    assert task_name(Task(frozenset({"app bug", "Billing"}), True)) == "textclf-multi-app_bug-billing"
+    many = task_name(Task(frozenset(f"emotion_{i}" for i in range(28)), True))
+    assert many.startswith("textclf-multi-emotion_0-emotion_1") and "-28labels-" in many and len(many) < 70
+    sentiment = Task(frozenset({"negative", "positive"}), False)
+    assert sentiment.comparable(Task(frozenset({"positive", "neutral"}), False))
+    assert not sentiment.comparable(Task(frozenset({"negative", "positive"}), True))
+    assert not sentiment.comparable(Task(frozenset({"0", "1"}), False))
+
+
+def test_a_new_task_registers_under_its_own_name_and_an_explicit_clash_stops_in_start(trained_run, tmp_path):
+    """After the quickstart's sentiment model, a multi-label task with default settings registers
+    under its own name; naming the sentiment model explicitly stops the run in its start step,
+    before a Dask cluster or a training process starts."""
+    from conftest import write_csv
+    from test_notebooks import tag_rows
+
+    sentiment = trained_run["register"].task.data.registration["model_name"]
+    assert sentiment == "textclf"  # registry.model_name=auto, and the first task here
+    csv = write_csv(tmp_path / "tags.csv", tag_rows(240), header=("text", "labels"))
+    tags = f"data.source={csv} data.label_column=labels data.multi_label=true {TINY} train.nproc_per_node=1"
+
+    done = run_flow("train_flow.py", f"{tags} registry.model_name={sentiment}", check=False)
+    stopped = latest_run("TrainFlow")
+    assert done.returncode != 0 and [step.id for step in stopped] == ["start"]
+    assert (f"registry.model_name=textclf: textclf's champion v{trained_run['register'].task.data.registration['version']}"
+            " is single-label over ['negative', 'positive'], but this run's data is multi-label over "
+            "['app_bug', 'billing', 'shipping']") in done.stdout + done.stderr
+
+    run_flow("train_flow.py", tags)
+    registration = latest_run("TrainFlow")["register"].task.data.registration
+    assert registration["model_name"] == "textclf-multi-app_bug-billing-shipping"
+    assert registration["alias"] == "champion"

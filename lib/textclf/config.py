@@ -171,7 +171,7 @@ class RegistryConfig:
     tracking_uri: str = "sqlite:///.textclf/mlflow.db"
     artifact_location: str = ".textclf/mlruns"
     experiment: str = "textclf"
-    model_name: str = "textclf"
+    model_name: str = "auto"  # auto: textclf, or a name that follows the task (registry/naming.py)
     gate_metric: str = "auto"  # auto = accuracy / micro_f1 (multi-label), as train.metric
     gate_margin: float = 0.0
 

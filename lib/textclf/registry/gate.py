@@ -22,6 +22,7 @@ from textclf.errors import TextclfError
 from textclf.evaluation.metrics import quick_metrics, resolve_metric
 from textclf.registry.mlflow_model import FOLDER, save_pyfunc, stage_folder
 from textclf.registry.model_card import write_model_card
+from textclf.registry.naming import AUTO, manifest_task, registry_name
 from textclf.registry.resolution import CACHE, download_version, test_metrics
 from textclf.registry.tracking import client, registry_config
 from textclf.storage import download_dir
@@ -87,6 +88,8 @@ def register(cfg: dict[str, Any], run_id: str, model_uri: str, manifest: dict[st
     from mlflow.exceptions import MlflowException
 
     rcfg = registry_config(cfg)
+    if rcfg.model_name == AUTO:  # TrainFlow's start step names it; a direct call decides here
+        rcfg.model_name, _ = registry_name(rcfg, manifest_task(manifest))
     c = client(rcfg)
     metric = resolve_metric(rcfg.gate_metric, manifest["multi_label"])
     margin, test_shard = rcfg.gate_margin, manifest["shards"]["test"]
