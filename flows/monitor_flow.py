@@ -86,8 +86,8 @@ class MonitorFlow(FlowSpec):
         if deployed():
             self.triggered = request_retraining(plan["data"], self.cfg["monitor"]["retrain_event"])
         else:
-            self.triggered = train_locally(plan["config"], str(PROJECT_ROOT / "flows" / "train_flow.py"))
-            current.run.add_tag(f"retrained:{self.triggered}")
+            self.triggered = train_locally(plan["config"], str(PROJECT_ROOT / "flows" / "train_flow.py"),
+                                           requested_by=f"{current.flow_name}/{current.run_id}")
         self.next(self.end)
 
     @step

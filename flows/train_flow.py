@@ -117,8 +117,6 @@ class TrainFlow(FlowSpec):
         log_evaluation(self.cfg, run_id, self.test_metrics, self.reports)
         self.registration = register(self.cfg, run_id, self.model_uri, self.manifest,
                                      f"{current.flow_name}/{current.run_id}")
-        current.run.add_tags([f"mlflow_run:{run_id}", f"model_version:{self.registration['version']}",
-                              f"gate:{self.registration['alias']}"])
         self.next(self.end)
 
     @retry(times=2)

@@ -147,7 +147,6 @@ def test_in_distribution_labels_do_not_retrain(champion, tmp_path):
     assert low <= assessment["metrics"]["accuracy"] <= high
     assert assessment["retrain"] is False and assessment["reasons"] == [], assessment["summary"]
     assert run["retrain"].task["triggered"].data is None and run["retrain"].task["version"].data is None
-    assert not any(t.startswith("retrained:") for t in run.user_tags)
 
 
 def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tmp_path):
@@ -192,6 +191,7 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tm
         triggered = run["retrain"].task["triggered"].data
         retrained = latest_run("TrainFlow")
         assert retrained.pathspec == triggered and retrained.successful
+        assert f"retrained_by:{run.pathspec}" in retrained.user_tags  # linked both ways, tagged at launch
         registration = retrained["register"].task["registration"].data
         assert registration["alias"] == "champion", registration["reason"]
 

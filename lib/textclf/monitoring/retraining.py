@@ -89,11 +89,14 @@ def request_retraining(data: dict[str, Any], event: str) -> str:
     return f"argo event {event} ({event_id})"
 
 
-def train_locally(cfg: dict[str, Any], flow_file: str) -> str:
-    """Not deployed: run TrainFlow on `cfg` through the Metaflow Runner API; returns its pathspec."""
+def train_locally(cfg: dict[str, Any], flow_file: str, requested_by: str) -> str:
+    """Not deployed: run TrainFlow on `cfg` through the Metaflow Runner API; returns its pathspec.
+    The TrainFlow run is tagged `retrained_by:<the MonitorFlow run>` at launch (a tag added later
+    would rewrite the run's creation time); the monitor keeps the TrainFlow pathspec as `triggered`."""
     from metaflow import Runner
 
-    with Runner(flow_file, show_output=True, pylint=False, config_value=[("config", cfg)]).run() as running:
+    runner = Runner(flow_file, show_output=True, pylint=False, config_value=[("config", cfg)])
+    with runner.run(tags=[f"retrained_by:{requested_by}"]) as running:
         if running.status != "successful":
             raise RuntimeError(f"retraining failed: {running.run.pathspec if running.run else flow_file}\n"
                                f"{running.stderr[-2000:]}")

@@ -88,14 +88,15 @@ def _resolve_run(uri: str, download: bool) -> ResolvedModel:
         run = find_run(uri)
     except MetaflowNotFound as exc:
         raise ModelNotFound(f"{uri}: no such TrainFlow run with a trained model ({exc})") from None
-    tags = dict(t.split(":", 1) for t in run.user_tags if ":" in t)
+    registered = run["register"].task if "register" in run else None
+    registration = registered.data.registration if registered and registered.successful else {}
     finished = run["join_train"].task.finished_at
-    lineage = {"metaflow_run": out.pathspec, "mlflow_run": tags.get("mlflow_run"),
+    lineage = {"metaflow_run": out.pathspec, "mlflow_run": run["start"].task.data.mlflow_run_id,
                "data_fingerprint": out.manifest["fingerprint"]["sha256"]}
     metrics = run["evaluate"].task.data.test_metrics if "evaluate" in run and run["evaluate"].task.successful else {}
     path = str(download_dir(out.model_uri, CACHE / "folders")) if download else out.model_uri
     return ResolvedModel(path=path, uri=uri, run_id=out.pathspec,
-                         version=tags.get("model_version"), metrics=dict(metrics), lineage=lineage,
+                         version=registration.get("version"), metrics=dict(metrics), lineage=lineage,
                          created=finished.replace(tzinfo=timezone.utc).isoformat() if finished else None)
 
 
