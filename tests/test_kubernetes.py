@@ -144,6 +144,9 @@ def test_steps_that_load_a_model_get_the_scoring_resources(gcs):
     assert int(by_name["start"]["container"]["resources"].get("limits", {}).get("nvidia.com/gpu", 0)) == 0
     monitor = templates(compile_flow(gcs, "monitor_flow.py", "scoring.gpu=1"))
     assert monitor["assess"]["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    predict = templates(compile_flow(gcs, "predict_flow.py", "predict.resources.gpu=1 predict.resources.cpu=6"))
+    assert predict["score"]["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert float(predict["score"]["container"]["resources"]["requests"]["cpu"]) == 6
 
 
 def test_retries_where_a_second_attempt_is_safe(train_workflow):

@@ -1,4 +1,4 @@
-"""The `textclf` command: `lineage`, `serve`, `export` and `data check`.
+"""The `textclf` command: `lineage`, `serve`, `predict`, `export` and `data check`.
 
 Parsing arguments imports nothing heavy: each subcommand imports the stage that does its work
 only once it runs, so `textclf --help` answers at once.
@@ -65,6 +65,19 @@ def _log_to_console(name: str) -> None:
     logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def predict(args: argparse.Namespace) -> int:
+    """`textclf predict MODEL INPUT OUTPUT`: every text of a file scored into one Parquet or CSV file."""
+    from textclf.config import compose
+    from textclf.serve.batch_scoring import predict_file
+
+    cfg = compose(overrides=args.overrides)
+    done = predict_file(args.model, args.input, args.output, cfg, args.text_column)
+    model = done["model"]
+    print(f"{done['rows']:,} rows -> {done['output']} (model {model['uri']}, version {model['version']}; "
+          f"{done['seconds']:.1f} s, {done['rows_per_s']} rows/s)")
+    return 0
 
 
 def export(args: argparse.Namespace) -> int:
@@ -134,6 +147,14 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. serve.max_texts=16")
 
 
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("input", help="a CSV / TSV / JSONL / Parquet file of texts, local or gs://")
+    p.add_argument("output", help="where the predictions go: a .parquet or .csv file, local or gs://")
+    p.add_argument("--text-column", default=None, help="the column of texts (default: data.text_column, 'text')")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. predict.batch_size=128 data.format=tsv")
+
+
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--test-shard", default=None,
@@ -151,6 +172,8 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[str, Callable, Callable[[argparse.Namespace], int]]] = {
     "lineage": ("print where a registered model came from: run, data, code, config", _lineage_arguments, lineage),
     "serve": ("serve a model: Gradio demo + JSON API", _serve_arguments, serve),
+    "predict": ("score every text of a file (CSV / TSV / JSONL / Parquet) into Parquet or CSV", _predict_arguments,
+                predict),
     "export": ("export a model to ONNX (fp32 and int8) and record accuracy parity", _export_arguments, export),
     "data": ("check a data file in seconds: readable, UTF-8, columns, labels", _data_arguments, data),
 }

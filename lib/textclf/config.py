@@ -110,6 +110,14 @@ class ScoringConfig:
 
 
 @dataclass
+class PredictConfig:
+    """Batch predictions over a file: `textclf predict` and PredictFlow."""
+    shard_rows: int = 50_000  # texts per shard: one PredictFlow task (a pod) and one part file each
+    batch_size: int = 64  # texts per forward pass
+    resources: ScoringConfig = field(default_factory=ScoringConfig)  # each shard's pod
+
+
+@dataclass
 class TrainConfig:
     seed: int = 42
     epochs: int = 3
@@ -230,6 +238,7 @@ class TextclfConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -60,6 +61,26 @@ def put_file(local: str | Path, uri: str) -> None:
         return
     fs, path = filesystem(uri)
     fs.put_file(str(local), path)
+
+
+@contextmanager
+def atomic_file(uri: str) -> Iterator[Path]:
+    """A local path to write `uri`'s content to, published at `uri` whole when the block ends and
+    removed when it raises: readers, reruns and a failed run never find half a file there."""
+    if is_remote(uri):
+        with tempfile.TemporaryDirectory(prefix="textclf-") as tmp:
+            local = Path(tmp, uri.rstrip("/").rsplit("/", 1)[-1])
+            yield local
+            put_file(local, uri)
+        return
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")  # beside it: the rename is atomic
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def get_file(uri: str, local: str | Path) -> Path:

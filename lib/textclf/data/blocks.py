@@ -54,6 +54,7 @@ class Block:
     start: int  # byte offsets of whole records
     end: int
     first_row: int  # the data row (from 1) of its first record
+    rows: int = 0  # how many records it holds
 
 
 def decode(raw: bytes, uri: str, where: str) -> str:
@@ -133,28 +134,28 @@ def _records(layout: Layout, f) -> Iterator[tuple[int, int]]:
         row += 1
 
 
-def plan_blocks(layout: Layout, blocksize: int) -> list[Block]:
-    """Record-aligned blocks of about `blocksize` bytes that cover every data record."""
+def plan_blocks(layout: Layout, blocksize: int, max_rows: int = 0) -> list[Block]:
+    """Record-aligned blocks of about `blocksize` bytes (and at most `max_rows` records, when given:
+    batch predictions cut shards by rows) that cover every data record."""
     fs, path = filesystem(layout.uri)
     size = fs.size(path)
-    blocks, start, first_row = [], layout.data_start, 1
+    blocks, start, first_row, row = [], layout.data_start, 1, 0
     with fs.open(path, "rb", block_size=1 << 22) as f:
         f.seek(layout.data_start)
-        if layout.fmt == "jsonl":  # a record ends at every newline
-            row, end = 0, layout.data_start
-            for raw in f:
-                row, end = row + 1, end + len(raw)
-                if end - start >= blocksize:
-                    blocks.append(Block(start, end, first_row))
-                    start, first_row = end, row + 1
-        else:
-            for row, end in _records(layout, f):
-                if end - start >= blocksize:
-                    blocks.append(Block(start, end, first_row))
-                    start, first_row = end, row + 1
+        for row, end in _line_ends(layout.data_start, f) if layout.fmt == "jsonl" else _records(layout, f):
+            if end - start >= blocksize or row - first_row + 1 == max_rows:
+                blocks.append(Block(start, end, first_row, row - first_row + 1))
+                start, first_row = end, row + 1
     if start < size:
-        blocks.append(Block(start, size, first_row))
+        blocks.append(Block(start, size, first_row, row - first_row + 1))
     return blocks or [Block(start, start, first_row)]
+
+
+def _line_ends(offset: int, f) -> Iterator[tuple[int, int]]:
+    """(line, byte offset after it) of every line: a JSON-lines record ends at every newline."""
+    for row, raw in enumerate(f, start=1):
+        offset += len(raw)
+        yield row, offset
 
 
 def read_block(block: Block, layout: Layout) -> pd.DataFrame:
@@ -173,7 +174,7 @@ def _parse(layout: Layout, data: bytes, first_row: int) -> pd.DataFrame:
                             skip_blank_lines=False, encoding="utf-8")
     else:
         frame = pd.DataFrame(columns=list(layout.columns))
-    picked = frame.reindex(columns=[layout.text_column, layout.label_column])
+    picked = frame.reindex(columns=list(dict.fromkeys([layout.text_column, layout.label_column])))  # one, unlabelled
     return pd.DataFrame({"text": picked[layout.text_column].astype(object),
                          "label": picked[layout.label_column].astype(object)})
 
