@@ -10,6 +10,10 @@ a retrain publishes the Argo Event `monitor.retrain_event` instead: the TrainFlo
 (`argo-workflows create` with Argo Events configured) starts on its own GPU pods with the new data
 version as its `retrain_data` parameter. The registry gate of that TrainFlow decides whether the
 new model becomes `champion`; a running server picks that up by itself.
+
+Run from the project (a DVC repo with a default remote), a retrain's new data version is
+DVC-tracked, pushed, and committed on the checked-out branch (its .dvc file and .gitignore alone);
+elsewhere, or with `monitor.dvc=false`, it is a plain CSV under the artifact root.
 """
 from metaflow import Config, FlowSpec, card, config_expr, current, resources, schedule, step
 
@@ -79,10 +83,11 @@ class MonitorFlow(FlowSpec):
             self.next(self.end)
             return
         plan = plan_retraining(self.champion, self.cfg["registry"]["tracking_uri"], self.fresh, self.label_set,
-                               self.cfg["artifact_root"])
+                               self.cfg["artifact_root"], dvc=self.cfg["monitor"]["dvc"])
         self.version, self.feedback_report = plan["version"], plan["feedback"]
         print(f"new data version {self.version['sha256'][:16]}: {self.version['previous_rows']} earlier rows "
-              f"+ {self.version['added_rows']} new ({self.feedback_report})")
+              f"+ {self.version['added_rows']} new ({self.feedback_report})\n{plan['versioning']}: "
+              f"{self.version['uri']}" + (f" at {self.version['revision']}" if self.version["revision"] else ""))
         if deployed():
             self.triggered = request_retraining(plan["data"], self.cfg["monitor"]["retrain_event"])
         else:

@@ -1,6 +1,7 @@
 """Preprocessing: validation errors that name the file/row/column, dedupe, leak-free splits."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 
@@ -159,6 +160,11 @@ def test_dvc_source_pinned_at_a_revision(tmp_path):
     head = prep(tmp_path, f"data.source=dvc://reviews.csv@{repo}", "head")
     assert v1["rows_read"] == 100 and head["rows_read"] == 140
     entry = next(iter(v1["fingerprint"]["sources"].values()))
-    assert entry["dvc_rev"] == "v1" and len(entry["dvc_md5"]) == 32
+    tagged = subprocess.run(["git", "rev-parse", "v1"], cwd=repo, check=True, capture_output=True, text=True)
+    assert entry["revision"] == "v1" and entry["dvc_rev"] == tagged.stdout.strip()  # the commit, not a movable name
+    assert entry["dvc_path"] == "reviews.csv" and entry["dvc_repo"] == str(repo) and len(entry["dvc_md5"]) == 32
+    # a content hash: the same bytes as a plain file fingerprint the same
+    write_csv(tmp_path / "plain.csv", toy_rows(100, seed=1))
+    assert entry["sha256"] == hashlib.sha256((tmp_path / "plain.csv").read_bytes()).hexdigest()
     assert v1["fingerprint"]["sha256"] != head["fingerprint"]["sha256"]
     assert json.loads((tmp_path / "v1" / "manifest.json").read_text())["rows_read"] == 100

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import SANDBOX, TINY, latest_run, run_flow, toy_rows, write_csv
 from serving import serving
+from support.dvc_project import dvc_project, sh
 
 pytestmark = pytest.mark.integration
 
@@ -70,16 +71,23 @@ def champion(tmp_path_factory):
     return data, run
 
 
-def monitor(overrides: str):
-    run_flow("monitor_flow.py", f"serve.model=models:/{MODEL_NAME}@champion {overrides}")
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The folder MonitorFlow runs in, as cron runs it from the project: a git + DVC repo set up as
+    this one ships, so a retrain versions its data there with DVC (never in the checkout under test)."""
+    return dvc_project(tmp_path_factory.mktemp("project"))
+
+
+def monitor(overrides: str, project):
+    run_flow("monitor_flow.py", f"serve.model=models:/{MODEL_NAME}@champion {overrides}", cwd=project)
     run = latest_run("MonitorFlow")
     assert run.successful
     return run
 
 
-def test_a_fresh_install_has_nothing_to_assess_and_keeps_the_champion(champion, tmp_path):
+def test_a_fresh_install_has_nothing_to_assess_and_keeps_the_champion(champion, project, tmp_path):
     """Right after the quickstart: no feedback, no traffic. A clean decision, not a crash."""
-    run = monitor(f"serve.feedback_root={tmp_path / 'empty'}")
+    run = monitor(f"serve.feedback_root={tmp_path / 'empty'}", project)
     assessment = run["assess"].task["assessment"].data
     assert assessment["retrain"] is False and assessment["n_labels"] == assessment["n_traffic"] == 0
     assert assessment["summary"].startswith("keep the champion: nothing fresh to assess"), assessment["summary"]
@@ -95,13 +103,13 @@ def serve_traffic(root, texts: list[str]) -> None:
             client.post("/predict", json={"texts": texts[start:start + 16]}).raise_for_status()
 
 
-def test_traffic_from_another_domain_is_drift_from_the_log_alone(champion, tmp_path):
+def test_traffic_from_another_domain_is_drift_from_the_log_alone(champion, project, tmp_path):
     """No labels at all: the prediction log of foreign traffic is enough to call drift; the same
     amount of in-domain traffic is not."""
     serve_traffic(tmp_path / "foreign", foreign_texts(120, seed=1))
     serve_traffic(tmp_path / "familiar", [t for t, _ in toy_rows(120, seed=21)])
-    foreign = monitor(f"serve.feedback_root={tmp_path / 'foreign'} monitor.retrain=false")
-    familiar = monitor(f"serve.feedback_root={tmp_path / 'familiar'} monitor.retrain=false")
+    foreign = monitor(f"serve.feedback_root={tmp_path / 'foreign'} monitor.retrain=false", project)
+    familiar = monitor(f"serve.feedback_root={tmp_path / 'familiar'} monitor.retrain=false", project)
     drifted, calm = foreign["assess"].task["assessment"].data, familiar["assess"].task["assessment"].data
     assert drifted["n_traffic"] == calm["n_traffic"] == 120 and drifted["n_labels"] == calm["n_labels"] == 0
     assert drifted["retrain"] and all(r.startswith("traffic drift") for r in drifted["reasons"]), drifted["summary"]
@@ -137,10 +145,10 @@ def test_false_alarm_rate_over_many_in_domain_windows(champion):
     assert false_alarms <= 1 and detections == 5
 
 
-def test_in_distribution_labels_do_not_retrain(champion, tmp_path):
+def test_in_distribution_labels_do_not_retrain(champion, project, tmp_path):
     """Fresh labels from the same distribution: good accuracy, no drift, young model -> keep it."""
     batch = write_csv(tmp_path / "batch.csv", toy_rows(700, seed=12)[-200:])
-    run = monitor(f"monitor.batch={batch} serve.feedback_root={tmp_path / 'no-feedback'}")
+    run = monitor(f"monitor.batch={batch} serve.feedback_root={tmp_path / 'no-feedback'}", project)
     assessment = run["assess"].task["assessment"].data
     assert assessment["n_labels"] == 200 and assessment["metrics"]["accuracy"] >= 0.8
     low, high = assessment["interval"]["accuracy"]
@@ -149,7 +157,7 @@ def test_in_distribution_labels_do_not_retrain(champion, tmp_path):
     assert run["retrain"].task["triggered"].data is None and run["retrain"].task["version"].data is None
 
 
-def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tmp_path):
+def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, project, tmp_path):
     from textclf.config import ServeConfig
     from textclf.serve.app import create_app
 
@@ -183,7 +191,7 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tm
         client.post("/feedback", json={"text": sent[1][0], "labels": wrong}).raise_for_status()
         client.post("/feedback", json={"text": sent[1][0], "labels": sent[1][1]}).raise_for_status()
 
-        run = monitor(f"serve.feedback_root={feedback_root}")
+        run = monitor(f"serve.feedback_root={feedback_root}", project)
 
         assessment = run["assess"].task["assessment"].data
         assert assessment["retrain"] is True and assessment["n_labels"] == 200  # the 3 unlinked: training rows only
@@ -202,10 +210,19 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tm
     assert version_after == registration["version"] != v1
     assert before <= 0.3 and after >= 0.9, (before, after)
 
-    # the new data version: every earlier row, in order, then each accepted feedback row exactly once
+    # the new data version, DVC-tracked in the project: pushed to its default remote, its .dvc file
+    # committed, and the retraining run reads it by dvc:// at that commit
     version = run["retrain"].task["version"].data
-    assert retrained["start"].task["cfg"].data["data"]["source"] == version["uri"]
-    rows = pd.read_csv(version["uri"], dtype=str, keep_default_na=False)
+    assert version["uri"] == f"dvc://data/versions/{version['sha256'][:16]}.csv"
+    assert version["revision"] == sh(project, "git", "rev-parse", "HEAD")
+    md5 = version["dvc"]["md5"]
+    assert (project / ".textclf" / "dvc-remote" / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+    retrained_data = retrained["start"].task["cfg"].data["data"]
+    assert (retrained_data["source"], retrained_data["revision"]) == (version["uri"], version["revision"])
+    read = retrained["preprocess"].task["manifest"].data["fingerprint"]["sources"][version["uri"]]
+    assert (read["dvc_rev"], read["dvc_md5"], read["sha256"]) == (version["revision"], md5, version["sha256"])
+    # every earlier row, in order, then each accepted feedback row exactly once
+    rows = pd.read_csv(version["path"], dtype=str, keep_default_na=False)
     original = pd.read_csv(data, dtype=str, keep_default_na=False)
     assert (version["previous_rows"], version["added_rows"], version["rows"]) == (600, 200, 800) == (
         len(original), len(sent), len(rows))
@@ -213,6 +230,6 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, tm
     assert earlier == [row_hash(t, y) for t, y in zip(original["text"], original["label"])]
     added = [row_hash(t, y) for t, y in zip(rows["text"][600:], rows["label"][600:])]
     assert sorted(added) == sorted(row_hash(t, y) for t, y in sent)
-    assert version["sha256"] == hashlib.sha256(open(version["uri"], "rb").read()).hexdigest()
+    assert version["sha256"] == hashlib.sha256(open(version["path"], "rb").read()).hexdigest()
     assert retrained["preprocess"].task["manifest"].data["fingerprint"]["sha256"] != \
         first["preprocess"].task["manifest"].data["fingerprint"]["sha256"]

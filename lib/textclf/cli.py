@@ -1,4 +1,4 @@
-"""The `textclf` command: `lineage`, `serve`, `predict`, `export` and `data check`.
+"""The `textclf` command: `lineage`, `serve`, `predict`, `export`, `data check` and `data add`.
 
 Parsing arguments imports nothing heavy: each subcommand imports the stage that does its work
 only once it runs, so `textclf --help` answers at once.
@@ -108,7 +108,8 @@ def export(args: argparse.Namespace) -> int:
 
 
 def data(args: argparse.Namespace) -> int:
-    """`textclf data check FILE`: the checks TrainFlow's start step makes, in seconds."""
+    """`textclf data check FILE`: the checks TrainFlow's start step makes, in seconds.
+    `textclf data add FILE`: the same checks, then a DVC version of the file (see `_data_add`)."""
     from textclf.config import compose
     from textclf.data.sources import check_sources
 
@@ -125,8 +126,30 @@ def data(args: argparse.Namespace) -> int:
             classes = ", ".join(f"{k} {v:,}" for k, v in found["classes"].items())
             print(f"; {found['rows']:,} rows in {extent}; labels: {classes or 'none'}", end="")
         print()
+    if args.action == "add":
+        return _data_add(args)
     print("ok: nothing found that would stop a run before training (duplicates and splits are checked "
           "by preprocessing)")
+    return 0
+
+
+def _data_add(args: argparse.Namespace) -> int:
+    """dvc add + dvc push + git add of the .dvc file and its .gitignore, and a commit of those two
+    files alone unless --no-commit: the commit is what makes the version a revision to train on."""
+    from textclf.data.dvc_versions import add_version
+
+    if not args.file or not Path(args.file).is_file():
+        raise TextclfError(f"{args.file or 'FILE'}: give a data file inside the DVC repo")
+    version = add_version(args.file, remote=args.remote, message=args.message, commit=not args.no_commit,
+                          push=not args.no_push)
+    print(f"{version.path}: DVC md5 {version.md5}, " + (f"pushed to remote {version.remote!r}" if version.remote
+                                                         else "not pushed (dvc push when ready)"))
+    if version.rev is None:
+        print(f"staged {version.path}.dvc and its .gitignore, not committed: commit them, then train with "
+              f"data.source={version.uri} data.revision=<that commit>")
+        return 0
+    print(f"committed {version.path}.dvc and its .gitignore alone: {version.rev}\ntrain on this version:\n"
+          f"  python flows/train_flow.py --config-value config '{version.overrides()}' run")
     return 0
 
 
@@ -163,9 +186,15 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["check"], help="check: the fast checks of a data file")
+    p.add_argument("action", choices=["check", "add"],
+                   help="check: the fast checks of a data file; add: check it, then version it with DVC (dvc add, "
+                        "dvc push, and a git commit of its .dvc file and .gitignore alone)")
     p.add_argument("file", nargs="?", help="a CSV / TSV / JSONL / Parquet file (or set data.* in the overrides)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.text_column=review data.format=tsv")
+    p.add_argument("--remote", help="add: the DVC remote to push to (default: the repo's default remote)")
+    p.add_argument("-m", "--message", help="add: the commit message (default: data: <path> (md5 <hash>))")
+    p.add_argument("--no-commit", action="store_true", help="add: stage the .dvc file and .gitignore, do not commit")
+    p.add_argument("--no-push", action="store_true", help="add: do not push to the remote")
 
 
 # name -> (what it does, its arguments, the function that runs it)
@@ -175,7 +204,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable[[argparse.Namespace], int]]] =
     "predict": ("score every text of a file (CSV / TSV / JSONL / Parquet) into Parquet or CSV", _predict_arguments,
                 predict),
     "export": ("export a model to ONNX (fp32 and int8) and record accuracy parity", _export_arguments, export),
-    "data": ("check a data file in seconds: readable, UTF-8, columns, labels", _data_arguments, data),
+    "data": ("check a data file in seconds (readable, UTF-8, columns, labels); add it as a DVC version",
+             _data_arguments, data),
 }
 
 

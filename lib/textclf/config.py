@@ -200,6 +200,9 @@ class MonitorConfig:
     permutations: int = 200
     max_age_days: float = 30.0  # 0: no age limit
     retrain: bool = True  # False: report only
+    # New data versions DVC-tracked, pushed and committed (their .dvc file alone) when the working
+    # folder is in a DVC repo with a default remote; false, or elsewhere: a CSV under artifact_root.
+    dvc: bool = True
     schedule: str = "0 6 * * *"  # Argo cron for MonitorFlow (daily)
     # Deployed on Argo, MonitorFlow publishes this Argo Event to retrain, and the TrainFlow deployment
     # is triggered by it (where Argo Events is configured); run locally, it runs TrainFlow itself.

@@ -14,6 +14,7 @@ DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # one bar per file is noise in step logs
     "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",  # DVC repos other than this one (dvc://path@repo) may not say analytics=false
     "GRADIO_ANALYTICS_ENABLED": "False",
     "TOKENIZERS_PARALLELISM": "false",
 }

@@ -13,6 +13,7 @@ import pandas as pd
 
 from textclf.config import from_dict
 from textclf.data.cleaning import normalized_key
+from textclf.data.dvc_versions import versioning_repo
 from textclf.data.versions import new_data_version, previous_rows
 from textclf.registry.resolution import run_record
 from textclf.registry.runs import run_outputs
@@ -42,7 +43,8 @@ def accepted_feedback(feedback: pd.DataFrame, labels: list[str], multi_label: bo
 def retrain_data(version: dict[str, Any], kept: dict[str, str | None]) -> dict[str, Any]:
     """The `data` keys a retraining run changes: the new version in place of the old rows (with
     explicit splits only `train`: val and test stay, so old and new models meet on the same ground)."""
-    data: dict[str, Any] = {"text_column": "text", "label_column": "label", "format": None, "revision": None}
+    data: dict[str, Any] = {"text_column": "text", "label_column": "label", "format": None,
+                            "revision": version["revision"]}
     if kept:
         return {**data, "source": None, "train": version["uri"], "val": kept["val"], "test": kept["test"]}
     return {**data, "source": version["uri"], "train": None, "val": None, "test": None}
@@ -62,17 +64,21 @@ def champion_config(champion: dict[str, Any], tracking_uri: str) -> dict[str, An
 
 
 def plan_retraining(champion: dict[str, Any], tracking_uri: str, fresh: pd.DataFrame, labels: list[str],
-                    artifact_root: str) -> dict[str, Any]:
+                    artifact_root: str, dvc: bool = True) -> dict[str, Any]:
     """The data version a retraining run takes (the champion's own rows plus the accepted fresh
-    feedback), the `data` keys that point at it, and the champion's config so pointed."""
+    feedback), the `data` keys that point at it, and the champion's config so pointed. With `dvc`,
+    when the working folder is in a DVC repo with a default remote, the version is DVC-tracked,
+    pushed and committed there; `versioning` says whether it was, and why not."""
     champion_cfg = champion_config(champion, tracking_uri)
     data_cfg = from_dict(champion_cfg).data
     rows, report = accepted_feedback(fresh, labels, data_cfg.multi_label)
     previous, kept = previous_rows(data_cfg)
+    repo, versioning = versioning_repo(".") if dvc else (None, "not DVC-tracked: monitor.dvc is false")
     version = new_data_version(previous, rows, "text", "label", data_cfg.multi_label, data_cfg.label_delimiter,
-                               artifact_root)
+                               artifact_root, dvc_repo=repo)
     data = retrain_data(version, kept)
-    return {"version": version, "feedback": report, "data": data, "config": with_data(champion_cfg, data)}
+    return {"version": version, "feedback": report, "data": data, "config": with_data(champion_cfg, data),
+            "versioning": versioning}
 
 
 def deployed() -> bool:
