@@ -34,8 +34,7 @@ class MonitorFlow(FlowSpec):
         self.cfg = self.config.to_dict()
         champion = resolve_model(self.cfg["serve"]["model"], self.cfg["registry"]["tracking_uri"], download=False)
         # The version the alias names now: later steps assess that one, even if the alias moves meanwhile.
-        pinned = f"models:/{champion.name}/{champion.version}" if champion.name else champion.uri
-        self.champion = {"uri": champion.uri, "pinned": pinned, "name": champion.name, "version": champion.version,
+        self.champion = {"uri": champion.uri, "pinned": champion.pinned, "name": champion.name, "version": champion.version,
                          "run_id": champion.run_id, "mlflow_run": champion.lineage.get("mlflow_run"),
                          "created": champion.created}
         print(f"champion: {champion.uri} -> version {champion.version} of {champion.run_id}")

@@ -35,6 +35,11 @@ class ResolvedModel:
     lineage: dict[str, Any] = field(default_factory=dict)
     created: str | None = None  # ISO time the model was made
 
+    @property
+    def pinned(self) -> str:
+        """A URI that keeps naming this very model: an alias's version now, anything else as given."""
+        return f"models:/{self.name}/{self.version}" if self.name else self.uri
+
 
 def download_version(mv, tracking_uri: str) -> Path:
     """A local copy of a model version's Hugging Face folder (from inside its MLflow Model, or

@@ -33,8 +33,7 @@ OUTPUTS = {".parquet": "parquet", ".csv": "csv"}
 def pin_model(uri: str, tracking_uri: str) -> dict[str, Any]:
     """What `uri` names now: its version, and the URI that keeps naming that version (`pinned`)."""
     found = resolve_model(uri, tracking_uri, download=False)
-    pinned = f"models:/{found.name}/{found.version}" if found.name else uri
-    return {"uri": uri, "pinned": pinned, "version": found.version, "run_id": found.run_id,
+    return {"uri": uri, "pinned": found.pinned, "version": found.version, "run_id": found.run_id,
             "lineage": dict(found.lineage)}
 
 
