@@ -2,24 +2,27 @@
 
     python flows/monitor_flow.py run                                          # once, locally
     python flows/monitor_flow.py --config-value config 'monitor.batch=new.csv' run
-    python flows/monitor_flow.py argo-workflows create                        # daily (monitor.schedule)
+    python flows/monitor_flow.py --production argo-workflows create           # daily (monitor.schedule)
 
 Locally, cron does the scheduling (`0 6 * * * cd /path/to/textclf && .venv/bin/python
 flows/monitor_flow.py run`) and a retrain runs TrainFlow in-process. Deployed on Argo Workflows,
-a retrain publishes the Argo Event `monitor.retrain_event` instead: the TrainFlow deployment
-(`argo-workflows create` with Argo Events configured) starts on its own GPU pods with the new data
-version as its `retrain_data` parameter. The registry gate of that TrainFlow decides whether the
+a retrain publishes the Argo Event `monitor.retrain_event` instead, namespaced by its @project
+branch: the TrainFlow deployment of the same branch (`argo-workflows create` with Argo Events
+configured) starts on its own GPU pods with the new data version as its `retrain_data` parameter
+and this run as its `requested_by`. Run locally, TrainFlow runs on this run's branch, tagged
+`retrained_by:<this run>` and given the same `requested_by`. The registry gate of that TrainFlow decides whether the
 new model becomes `champion`; a running server picks that up by itself.
 
 Run from the project (a DVC repo with a default remote), a retrain's new data version is
 DVC-tracked, pushed, and committed on the checked-out branch (its .dvc file and .gitignore alone);
 elsewhere, or with `monitor.dvc=false`, it is a plain CSV under the artifact root.
 """
-from metaflow import Config, FlowSpec, card, config_expr, current, resources, schedule, step
+from metaflow import Config, FlowSpec, card, config_expr, current, project, resources, schedule, step
 
-from textclf_steps import settings, textclf_steps
+from textclf_steps import run_config, settings, textclf_steps
 
 
+@project(name="textclf")
 @textclf_steps
 @schedule(cron=config_expr("config.monitor.schedule"))
 class MonitorFlow(FlowSpec):
@@ -28,11 +31,15 @@ class MonitorFlow(FlowSpec):
 
     @step
     def start(self):
-        """Resolve the config and the champion the server answers with."""
+        """Resolve the config and the champion the server answers with (`serve.model`, as this
+        run's @project branch names it: on `--branch x`, the champion of TrainFlow's `--branch x`)."""
+        from textclf.branches import registered_uri
         from textclf.registry.resolution import resolve_model
 
-        self.cfg = self.config.to_dict()
-        champion = resolve_model(self.cfg["serve"]["model"], self.cfg["registry"]["tracking_uri"], download=False)
+        self.cfg = run_config(self)
+        cfg = settings(self)
+        champion = resolve_model(registered_uri(cfg.serve.model, cfg.branch, cfg.registry.tracking_uri),
+                                 cfg.registry.tracking_uri, download=False)
         # The version the alias names now: later steps assess that one, even if the alias moves meanwhile.
         self.champion = {"uri": champion.uri, "pinned": champion.pinned, "name": champion.name, "version": champion.version,
                          "run_id": champion.run_id, "mlflow_run": champion.lineage.get("mlflow_run"),
@@ -74,6 +81,7 @@ class MonitorFlow(FlowSpec):
     def retrain(self):
         """Fold accepted feedback into a new data version and have TrainFlow train on it: deployed,
         by an Argo Event that starts the TrainFlow deployment on its own pods; locally, in-process."""
+        from textclf.branches import artifact_root
         from textclf.config import PROJECT_ROOT
         from textclf.monitoring.retraining import deployed, plan_retraining, request_retraining, train_locally
 
@@ -81,17 +89,19 @@ class MonitorFlow(FlowSpec):
         if not (self.assessment["retrain"] and self.cfg["monitor"]["retrain"]):
             self.next(self.end)
             return
-        plan = plan_retraining(self.champion, self.cfg["registry"]["tracking_uri"], self.fresh, self.label_set,
-                               self.cfg["artifact_root"], dvc=self.cfg["monitor"]["dvc"])
+        cfg = settings(self)
+        plan = plan_retraining(self.champion, cfg.registry.tracking_uri, self.fresh, self.label_set,
+                               artifact_root(cfg.artifact_root, cfg.branch), dvc=cfg.monitor.dvc)
         self.version, self.feedback_report = plan["version"], plan["feedback"]
         print(f"new data version {self.version['sha256'][:16]}: {self.version['previous_rows']} earlier rows "
               f"+ {self.version['added_rows']} new ({self.feedback_report})\n{plan['versioning']}: "
               f"{self.version['uri']}" + (f" at {self.version['revision']}" if self.version["revision"] else ""))
+        me = f"{current.flow_name}/{current.run_id}"
         if deployed():
-            self.triggered = request_retraining(plan["data"], self.cfg["monitor"]["retrain_event"])
+            self.triggered = request_retraining(plan["data"], self.cfg["monitor"]["retrain_event"], requested_by=me)
         else:
             self.triggered = train_locally(plan["config"], str(PROJECT_ROOT / "flows" / "train_flow.py"),
-                                           requested_by=f"{current.flow_name}/{current.run_id}")
+                                           requested_by=me, branch=self.cfg["branch"])
         self.next(self.end)
 
     @step

@@ -11,11 +11,12 @@ part is already there for the same input rows and model version is not scored ag
 and a rerun into the same output only score what is missing; the `scored` and `reused` artifacts
 say which shards were which. For one file on one machine, `textclf predict` does the same.
 """
-from metaflow import Config, FlowSpec, Parameter, current, resources, retry, step
+from metaflow import Config, FlowSpec, Parameter, current, project, resources, retry, step
 
-from textclf_steps import settings, textclf_steps
+from textclf_steps import run_config, settings, textclf_steps
 
 
+@project(name="textclf")
 @textclf_steps
 class PredictFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
@@ -34,7 +35,7 @@ class PredictFlow(FlowSpec):
         from textclf.data.texts import open_texts, plan_shards
         from textclf.serve.batch_scoring import pin_model
 
-        self.cfg, self.started = self.config.to_dict(), time.time()
+        self.cfg, self.started = run_config(self), time.time()
         cfg = settings(self)
         self.pinned = pin_model(self.model or cfg.serve.model, cfg.registry.tracking_uri)
         self.texts = open_texts(self.source, self.text_column or cfg.data.text_column, cfg.data.format)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from metaflow import FlowMutator, current, trigger, user_step_decorator
+from metaflow import FlowMutator, current, namespaced_event_name, trigger, user_step_decorator
 from metaflow.exception import MetaflowException
 from metaflow.metaflow_config import ARGO_EVENTS_EVENT
 
@@ -77,15 +77,18 @@ class textclf_steps(FlowMutator):  # noqa: N801  (used as a class decorator, lik
 
 class retrained_by_monitor(FlowMutator):  # noqa: N801
     """Where Argo Events is configured (`METAFLOW_ARGO_EVENTS_EVENT`), the deployment is also
-    triggered by `monitor.retrain_event`, whose `retrain_data` becomes the flow's parameter of that
-    name; elsewhere (locally, or a cluster without Argo Events) nothing changes."""
+    triggered by `monitor.retrain_event` as MonitorFlow on the same @project branch publishes it
+    (`mfns.textclf.<branch>.<event>`: a test branch's monitor never retrains production); the
+    event's `retrain_data` and `requested_by` become the flow's parameters of those names.
+    Elsewhere (locally, or a cluster without Argo Events) nothing changes."""
 
     def pre_mutate(self, mutable_flow) -> None:
         if not ARGO_EVENTS_EVENT:
             return
         event = dict(mutable_flow.configs)["config"]["monitor"]["retrain_event"]
-        mutable_flow.add_decorator(trigger, deco_kwargs={
-            "event": {"name": event, "parameters": {"retrain_data": "retrain_data"}}})
+        mutable_flow.add_decorator(trigger, deco_kwargs={"event": {
+            "name": namespaced_event_name(event),
+            "parameters": {"retrain_data": "retrain_data", "requested_by": "requested_by"}}})
 
 
 def name_single_node_gang(flow: Any) -> None:
@@ -97,6 +100,11 @@ def name_single_node_gang(flow: Any) -> None:
         flow._control_mapper_tasks
     except AttributeError:
         flow._control_mapper_tasks = [f"{current.run_id}/{current.step_name}/{current.task_id}"]
+
+
+def run_config(flow: Any) -> dict[str, Any]:
+    """What a start step stores as `cfg`: the config given to the run, on the run's @project branch."""
+    return {**flow.config.to_dict(), "branch": current.branch_name}
 
 
 def settings(flow: Any) -> TextclfConfig:

@@ -3,15 +3,20 @@
     python flows/train_flow.py run                                    # embedded sample, CPU
     python flows/train_flow.py --config-value config 'data=sst2' run  # any config override
     python flows/train_flow.py run --with kubernetes                  # GPU pods, gs:// artifacts
+    python flows/train_flow.py --branch exp run                       # @project branch test.exp
+
+Every run is on a Metaflow @project branch (`user.<you>` by default, `--branch X`, `--production`);
+registered names and artifact roots follow it (lib/textclf/branches.py).
 
 Steps import the library inside their bodies: each Metaflow task is a fresh process, and
 importing torch, transformers and Dask for steps that do not need them costs seconds.
 """
-from metaflow import Config, FlowSpec, Parameter, card, current, exit_hook, parallel, resources, retry, step
+from metaflow import Config, FlowSpec, Parameter, card, current, exit_hook, parallel, project, resources, retry, step
 
-from textclf_steps import name_single_node_gang, retrained_by_monitor, settings, textclf_steps
+from textclf_steps import name_single_node_gang, retrained_by_monitor, run_config, settings, textclf_steps
 
 
+@project(name="textclf")
 @textclf_steps
 @retrained_by_monitor
 @exit_hook(on_error=["textclf.registry.tracking.end_stopped_run"])  # an interrupted run's MLflow run ends KILLED
@@ -21,6 +26,8 @@ class TrainFlow(FlowSpec):
     retrain_data = Parameter("retrain_data", default="",
                              help="JSON of data.* keys that replace the configured data: a retraining request "
                                   "(MonitorFlow's event, when deployed)")
+    requested_by = Parameter("requested_by", default="",
+                             help="the MonitorFlow run that asked for this retraining (set by MonitorFlow)")
 
     @step
     def start(self):
@@ -33,15 +40,15 @@ class TrainFlow(FlowSpec):
         from textclf.registry.tracking import start_run
         from textclf.training.launcher import run_paths
 
-        self.cfg = self.config.to_dict()
+        self.cfg = run_config(self)
         if self.retrain_data:
             self.cfg = with_data(self.cfg, json.loads(self.retrain_data))
         found = check_sources(settings(self).data)  # seconds: a file that cannot work stops the run here
-        name, why = registry_name(settings(self).registry, data_task(settings(self).data, found))
+        name, why = registry_name(settings(self).registry, data_task(settings(self).data, found), self.cfg["branch"])
         self.cfg["registry"]["model_name"] = name  # a champion of another task stops the run now, not after training
-        print(f"registers as {name} ({why})")
+        print(f"registers as {name} ({why}; @project branch {self.cfg['branch']})")
         self.paths = run_paths(settings(self), "TrainFlow", current.origin_run_id or current.run_id)
-        self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}")
+        self.mlflow_run_id = start_run(self.cfg, f"{current.flow_name}/{current.run_id}", self.requested_by)
         print(f"artifacts under {self.paths['root']}; MLflow run {self.mlflow_run_id}")
         self.next(self.preprocess)
 

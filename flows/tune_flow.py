@@ -14,11 +14,12 @@ parameters become `best.yaml`, a config TrainFlow takes unchanged:
 
 With `tune.kfold=k` the best config is then cross-validated over k folds (mean ± std).
 """
-from metaflow import Config, FlowSpec, card, current, resources, step
+from metaflow import Config, FlowSpec, card, current, project, resources, step
 
-from textclf_steps import settings, textclf_steps
+from textclf_steps import run_config, settings, textclf_steps
 
 
+@project(name="textclf")
 @textclf_steps
 class TuneFlow(FlowSpec):
     config = Config("config", default_value="", parser="textclf.config.parse",
@@ -34,7 +35,7 @@ class TuneFlow(FlowSpec):
         from textclf.tuning.study import load_study, study_ref
         from textclf.tuning.tracking import start_parent_run
 
-        self.cfg = self.config.to_dict()
+        self.cfg = run_config(self)
         cfg = settings(self)
         check(cfg)
         self.run_key = current.origin_run_id or current.run_id

@@ -72,9 +72,10 @@ def toy_csv() -> Path:
 
 
 def run_flow(flow: str, overrides: str, *extra: str, env: dict | None = None, cwd: Path = ROOT,
-             check: bool = True) -> subprocess.CompletedProcess:
-    """`python flows/<flow> --config-value config '<overrides>' run ...` in a subprocess."""
-    cmd = [sys.executable, str(ROOT / "flows" / flow), "--no-pylint", "--config-value", "config", overrides,
+             check: bool = True, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`python flows/<flow> [options] --config-value config '<overrides>' run ...` in a subprocess
+    (`options`: top-level ones, e.g. `--branch x`)."""
+    cmd = [sys.executable, str(ROOT / "flows" / flow), "--no-pylint", *options, "--config-value", "config", overrides,
            "run", *extra]
     done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
     if check and done.returncode != 0:

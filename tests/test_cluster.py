@@ -32,7 +32,9 @@ from textclf.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.rehearsal]
 
-EVENT = "textclf.retrain"
+BRANCH = "user.tester"  # deployed without --branch or --production: the user's own @project branch ...
+NAME, ROOT = f"textclf.{BRANCH}", f"artifacts/{BRANCH}"  # ... kept apart on a shared MLflow server and gs://
+EVENT = f"mfns.textclf.{BRANCH}.textclf.retrain"  # and listening to its own branch's events
 # One node, two processes: the reference every other run must reproduce to the bit.
 TRAIN = (f"{TINY} train.threads_per_proc=1 train.checkpoint_every_steps=5 train.resources.cpu=2 "
          "train.resources.memory=6000 scoring.memory=6000 data.dask.worker_cpu=2")
@@ -158,15 +160,15 @@ def test_every_step_runs_in_the_image_and_registers_a_model(trained, services):
 
     assert list(trained.outputs) == ["start", "preprocess", "preprocess-foreach-parallel", "join-train",
                                      "evaluate", "register", "end"]
-    root = f"{services.bucket}/artifacts/TrainFlow/{trained.run_id}"
+    root = f"{services.bucket}/{ROOT}/TrainFlow/{trained.run_id}"
     for page in ("evaluate", "error_analysis", "explore_data"):  # the notebooks ran on the image's kernel
         assert storage.exists(f"{root}/reports/{page}.html"), page
     assert storage.read_json(f"{root}/reports/metrics.json")["accuracy"] > 0.8
     client = MlflowClient(services.tracking)
-    versions = [v for v in client.search_model_versions("name='textclf'")
+    versions = [v for v in client.search_model_versions(f"name='{NAME}'")
                 if v.tags.get("metaflow.pathspec") == f"TrainFlow/{trained.run_id}"]
     assert len(versions) == 1
-    assert client.get_model_version_by_alias("textclf", "champion").version == versions[0].version
+    assert client.get_model_version_by_alias(NAME, "champion").version == versions[0].version
     assert storage.exists(f"{root}/checkpoints/latest"), "checkpoints are not on durable storage"
 
 
@@ -195,8 +197,8 @@ def test_a_preempted_train_step_resumes_from_its_checkpoint_on_gs(preempted, clu
 
 
 def test_two_nodes_resumed_end_with_the_weights_of_one_uninterrupted_node(preempted, trained, services):
-    one_node = model_weights(f"{services.bucket}/artifacts/TrainFlow/{trained.run_id}/model")
-    two_nodes = model_weights(f"{services.bucket}/artifacts/TrainFlow/{preempted.run_id}/model")
+    one_node = model_weights(f"{services.bucket}/{ROOT}/TrainFlow/{trained.run_id}/model")
+    two_nodes = model_weights(f"{services.bucket}/{ROOT}/TrainFlow/{preempted.run_id}/model")
     assert one_node.keys() == two_nodes.keys()
     for key in one_node:
         assert (one_node[key] == two_nodes[key]).all(), key
@@ -213,7 +215,8 @@ def test_deployed_monitor_flow_triggers_train_flow_instead_of_running_it(cluster
 
     batch = f"{services.bucket}/data/fresh.csv"
     storage.write_bytes(batch, write_csv(SANDBOX / "rehearsal" / "fresh.csv", toy_rows(40, seed=9)).read_bytes())
-    versions_before = len(MlflowClient(services.tracking).search_model_versions("name='textclf'"))
+    client = MlflowClient(services.tracking)
+    versions_before = len(client.search_model_versions(f"name='{NAME}'"))
     Webhook.received.clear()
     workflow = compile_workflow("monitor_flow.py", f"monitor.batch={batch} monitor.min_metric=1.01 "
                                                    "monitor.min_labels=5 scoring.memory=6000",
@@ -222,9 +225,9 @@ def test_deployed_monitor_flow_triggers_train_flow_instead_of_running_it(cluster
     events = [e["body"] for e in Webhook.received if e["body"].get("name") == EVENT]
     assert len(events) == 1, Webhook.received
     request = json.loads(events[0]["payload"]["retrain_data"])
-    assert request["source"].startswith(f"{services.bucket}/artifacts/datasets/"), request
+    assert request["source"].startswith(f"{services.bucket}/{ROOT}/datasets/"), request
     assert storage.exists(request["source"])
-    assert len(MlflowClient(services.tracking).search_model_versions("name='textclf'")) == versions_before, \
+    assert len(client.search_model_versions(f"name='{NAME}'")) == versions_before, \
         "MonitorFlow trained a model in its own pod"
 
     train = compile_workflow("train_flow.py", f"data.source=gs://nowhere/deployed.csv {TRAIN}",
@@ -232,7 +235,14 @@ def test_deployed_monitor_flow_triggers_train_flow_instead_of_running_it(cluster
     assert [t["name"] for t in json.loads(train["metadata"]["annotations"]["metaflow/triggers"])] == [EVENT]
     # What the sensor Metaflow compiles does with the event: start TrainFlow with the payload's field,
     # JSON-encoded (`toRawJson`), as its parameter.
-    run = Workflow(train, cluster).run(parameters={"retrain_data": json.dumps(events[0]["payload"]["retrain_data"])},
+    payload = events[0]["payload"]
+    assert re.fullmatch(r"MonitorFlow/argo-\S+", payload["requested_by"]), payload
+    run = Workflow(train, cluster).run(parameters={k: json.dumps(payload[k]) for k in ("retrain_data", "requested_by")},
                                        stop_after="preprocess")
-    manifest = storage.read_json(f"{services.bucket}/artifacts/TrainFlow/{run.run_id}/data/manifest.json")
+    manifest = storage.read_json(f"{services.bucket}/{ROOT}/TrainFlow/{run.run_id}/data/manifest.json")
     assert list(manifest["fingerprint"]["sources"]) == [request["source"]]
+    # ... and back: the triggered run's MLflow run names the MonitorFlow run that asked for it.
+    linked = client.search_runs([client.get_experiment_by_name("textclf").experiment_id],
+                                f"tags.`metaflow.pathspec` = 'TrainFlow/{run.run_id}'")
+    assert [(r.data.tags["requested_by"], r.data.tags["metaflow.branch"]) for r in linked] == \
+        [(payload["requested_by"], BRANCH)]

@@ -161,8 +161,9 @@ def test_train_flow_with_everything_on_gs(gcs, toy_csv, tmp_path):
     # Metaflow's own artifacts live in the gs:// datastore.
     fs, path = storage.filesystem(gcs.url("metaflow", "TrainFlow"))
     assert fs.find(path), "no Metaflow datastore objects on gs://"
-    # Shards, the model and the reports live under the gs:// artifact root.
-    root = gcs.url("artifacts", "TrainFlow")
+    # Shards, the model and the reports live under the gs:// artifact root, in the folder of the
+    # run's @project branch (a bucket is shared: the user's own branch is kept apart there).
+    root = gcs.url("artifacts", "user.tester", "TrainFlow")
     assert run["paths"]["root"].startswith(root)
     for split in ("train", "val", "test"):
         assert run["manifest"]["shards"][split].startswith(root)

@@ -42,8 +42,8 @@ def deploy_env(gcs) -> dict[str, str]:
     }
 
 
-def compile_flow(gcs, flow: str, overrides: str = "", **env: str) -> dict:
-    return compile_workflow(flow, overrides, {**deploy_env(gcs), **env})
+def compile_flow(gcs, flow: str, overrides: str = "", options: tuple[str, ...] = (), **env: str) -> dict:
+    return compile_workflow(flow, overrides, {**deploy_env(gcs), **env}, options)
 
 
 def templates(workflow: dict) -> dict[str, dict]:
@@ -165,10 +165,14 @@ ARGO_EVENTS = {"METAFLOW_ARGO_EVENTS_EVENT": "metaflow-event", "METAFLOW_ARGO_EV
 
 
 def test_train_flow_deployment_is_triggered_by_the_retrain_event_where_argo_events_is_configured(gcs):
-    workflow = compile_flow(gcs, "train_flow.py", "monitor.retrain_event=acme.retrain", **ARGO_EVENTS)
-    assert json.loads(workflow["metadata"]["annotations"]["metaflow/triggers"]) == [
-        {"name": "acme.retrain", "type": "event"}]
-    assert "retrain_data" in {p["name"] for p in workflow["spec"]["arguments"]["parameters"]}
+    """Each @project branch's deployment listens to its own branch's event: a test branch's
+    MonitorFlow never retrains production. Deployed names carry the branch too."""
+    for options, branch in (((), "user.tester"), (("--production",), "prod"), (("--branch", "exp"), "test.exp")):
+        workflow = compile_flow(gcs, "train_flow.py", "monitor.retrain_event=acme.retrain", options, **ARGO_EVENTS)
+        assert json.loads(workflow["metadata"]["annotations"]["metaflow/triggers"]) == [
+            {"name": f"mfns.textclf.{branch}.acme.retrain", "type": "event"}]
+        assert workflow["metadata"]["name"] == f"textclf.{branch}.trainflow"
+        assert {"retrain_data", "requested_by"} <= {p["name"] for p in workflow["spec"]["arguments"]["parameters"]}
     plain = compile_flow(gcs, "train_flow.py")  # no Argo Events: a deployment that only runs when asked
     assert "metaflow/triggers" not in plain["metadata"]["annotations"]
 

@@ -199,7 +199,9 @@ def test_new_vocabulary_in_feedback_retrains_and_the_server_follows(champion, pr
         triggered = run["retrain"].task["triggered"].data
         retrained = latest_run("TrainFlow")
         assert retrained.pathspec == triggered and retrained.successful
-        assert f"retrained_by:{run.pathspec}" in retrained.user_tags  # linked both ways, tagged at launch
+        assert f"retrained_by:{run.pathspec}" in retrained.user_tags  # linked both ways, tagged at launch ...
+        assert retrained["start"].task["requested_by"].data == run.pathspec  # ... and given as deployed runs get it
+        assert retrained["start"].task["cfg"].data["branch"] == run["start"].task["cfg"].data["branch"]
         registration = retrained["register"].task["registration"].data
         assert registration["alias"] == "champion", registration["reason"]
 

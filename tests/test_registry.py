@@ -17,7 +17,8 @@ from support.mlflow_server import mlflow_server as serve_mlflow
 pytestmark = pytest.mark.integration
 # Barely trained: about chance on the toy set, where TINY reaches ~1.0.
 WORSE = "model=tiny train.lr=1e-6 train.epochs=1 train.batch_size=16 train.checkpoint_every_steps=0"
-SERVED = "served-gate"
+NAME = "served-gate"
+SERVED = f"{NAME}.user.tester"  # what a user's own @project branch (METAFLOW_USER=tester) writes on a shared server
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def server_runs(mlflow_server, toy_csv):
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     runs = {}
     for key, overrides in (("weak", WORSE), ("strong", TINY)):
-        done = run_flow("train_flow.py", f"data.source={toy_csv} {overrides} registry.model_name={SERVED}", env=env)
+        done = run_flow("train_flow.py", f"data.source={toy_csv} {overrides} registry.model_name={NAME}", env=env)
         runs[key] = latest_run("TrainFlow")
         runs[f"{key}_log"] = done.stdout + done.stderr
     return runs
@@ -119,6 +120,34 @@ def test_lineage_round_trips_from_the_alias_to_the_run_that_made_it(server_runs,
     assert record["config"] == strong["start"].task["cfg"].data
     assert record["data_sources"][str(toy_csv)]["sha256"]
     assert record["test_metrics"]["accuracy"] == pytest.approx(strong["end"].task["test_metrics"].data["accuracy"])
+
+
+def test_project_branches_keep_their_registry_entries_and_artifacts_apart(server_runs, mlflow_server, toy_csv):
+    """On one tracking server: a test branch and production each get a registered model, a champion
+    and an artifact folder of their own, and the user's branch (the server runs) a third."""
+    from textclf.config import compose
+
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    runs = {}
+    for options in (("--branch", "exp"), ("--production",)):
+        run_flow("train_flow.py", f"data.source={toy_csv} {WORSE} registry.model_name={NAME}", env=env, options=options)
+        runs[options[-1]] = latest_run("TrainFlow")
+    exp, prod = (_registration(runs[k]) for k in ("exp", "--production"))
+    assert (exp["model_name"], exp["alias"], exp["reason"]) == (f"{NAME}.test.exp", "champion", "no champion yet")
+    assert (prod["model_name"], prod["alias"], prod["reason"]) == (NAME, "champion", "no champion yet")
+
+    client = MlflowClient(mlflow_server)
+    for run, name in ((runs["exp"], f"{NAME}.test.exp"), (runs["--production"], NAME),
+                      (server_runs["strong"], SERVED)):
+        champion = client.get_model_version_by_alias(name, "champion")
+        assert champion.run_id == run["start"].task["mlflow_run_id"].data, name
+        assert client.get_run(champion.run_id).data.tags["metaflow.branch"] == run["start"].task["cfg"].data["branch"]
+    assert {t for t in runs["exp"].system_tags if t.startswith("project")} == {"project:textclf",
+                                                                               "project_branch:test.exp"}
+    root = compose().artifact_root  # a local folder: the user's branch keeps the plain root, test.exp does not
+    assert runs["exp"]["start"].task["paths"].data["root"] == str(Path(root, "test.exp", "TrainFlow", runs["exp"].id))
+    assert runs["--production"]["start"].task["paths"].data["root"] == str(Path(root, "TrainFlow",
+                                                                              runs["--production"].id))
 
 
 def test_resolve_model_loads_the_champion_from_the_server(server_runs, mlflow_server):

@@ -246,6 +246,7 @@ class TextclfConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     artifact_root: str = ".textclf/artifacts"
+    branch: str = ""  # the run's Metaflow @project branch, set by the flows (textclf/branches.py)
 
 
 def _split_overrides(text: str | None) -> tuple[list[str], dict[str, Any]]:

@@ -40,10 +40,11 @@ class _Stop(Exception):
     """The run was asked to stop after a task (`Workflow.run(stop_after=...)`)."""
 
 
-def compile_workflow(flow: str, overrides: str, env: dict[str, str]) -> dict[str, Any]:
-    """`python flows/<flow> --config-value config '<overrides>' argo-workflows create --only-json`."""
+def compile_workflow(flow: str, overrides: str, env: dict[str, str], options: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`python flows/<flow> [options] --config-value config '<overrides>' argo-workflows create --only-json`
+    (`options`: top-level ones, e.g. `--production`)."""
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, str(root / "flows" / flow), "--no-pylint", "--config-value", "config", overrides,
+    cmd = [sys.executable, str(root / "flows" / flow), "--no-pylint", *options, "--config-value", "config", overrides,
            "argo-workflows", "create", "--only-json"]
     done = subprocess.run(cmd, cwd=root, env={**os.environ, **env}, capture_output=True, text=True)
     if done.returncode != 0:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from textclf.branches import runner_options
 from textclf.config import from_dict
 from textclf.data.cleaning import normalized_key
 from textclf.data.dvc_versions import versioning_repo
@@ -86,23 +87,28 @@ def deployed() -> bool:
     return bool(os.environ.get("ARGO_WORKFLOW_TEMPLATE"))
 
 
-def request_retraining(data: dict[str, Any], event: str) -> str:
-    """Deployed: publish `event`, which starts the TrainFlow deployment on its own pods with
-    `retrain_data` (the `data` keys) as its parameter. Returns what was published."""
+def request_retraining(data: dict[str, Any], event: str, requested_by: str) -> str:
+    """Deployed: publish `event` under this run's @project branch, which starts that branch's
+    TrainFlow deployment on its own pods with `retrain_data` (the `data` keys) and `requested_by`
+    as its parameters. Returns what was published."""
+    from metaflow import namespaced_event_name
     from metaflow.integrations import ArgoEvent
 
-    event_id = ArgoEvent(name=event).publish(payload={"retrain_data": json.dumps(data)}, ignore_errors=False)
-    return f"argo event {event} ({event_id})"
+    name = namespaced_event_name(event)()
+    event_id = ArgoEvent(name=name).publish(payload={"retrain_data": json.dumps(data), "requested_by": requested_by},
+                                            ignore_errors=False)
+    return f"argo event {name} ({event_id})"
 
 
-def train_locally(cfg: dict[str, Any], flow_file: str, requested_by: str) -> str:
-    """Not deployed: run TrainFlow on `cfg` through the Metaflow Runner API; returns its pathspec.
-    The TrainFlow run is tagged `retrained_by:<the MonitorFlow run>` at launch (a tag added later
-    would rewrite the run's creation time); the monitor keeps the TrainFlow pathspec as `triggered`."""
+def train_locally(cfg: dict[str, Any], flow_file: str, requested_by: str, branch: str) -> str:
+    """Not deployed: run TrainFlow on `cfg` through the Metaflow Runner API, on the monitor's own
+    @project `branch`; returns its pathspec. The TrainFlow run gets `requested_by` as a parameter
+    and the tag `retrained_by:<the MonitorFlow run>` at launch (a tag added later would rewrite the
+    run's creation time); the monitor keeps the TrainFlow pathspec as `triggered`."""
     from metaflow import Runner
 
-    runner = Runner(flow_file, show_output=True, pylint=False, config_value=[("config", cfg)])
-    with runner.run(tags=[f"retrained_by:{requested_by}"]) as running:
+    runner = Runner(flow_file, show_output=True, pylint=False, config_value=[("config", cfg)], **runner_options(branch))
+    with runner.run(tags=[f"retrained_by:{requested_by}"], requested_by=requested_by) as running:
         if running.status != "successful":
             raise RuntimeError(f"retraining failed: {running.run.pathspec if running.run else flow_file}\n"
                                f"{running.stderr[-2000:]}")

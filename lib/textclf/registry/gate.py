@@ -89,7 +89,7 @@ def register(cfg: dict[str, Any], run_id: str, model_uri: str, manifest: dict[st
 
     rcfg = registry_config(cfg)
     if rcfg.model_name == AUTO:  # TrainFlow's start step names it; a direct call decides here
-        rcfg.model_name, _ = registry_name(rcfg, manifest_task(manifest))
+        rcfg.model_name, _ = registry_name(rcfg, manifest_task(manifest), cfg.get("branch", ""))
     c = client(rcfg)
     metric = resolve_metric(rcfg.gate_metric, manifest["multi_label"])
     margin, test_shard = rcfg.gate_margin, manifest["shards"]["test"]

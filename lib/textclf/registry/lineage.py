@@ -35,8 +35,9 @@ def summary_card(record: dict[str, Any], test_metrics: dict[str, Any], registrat
 
     numbers = [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in test_metrics.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    links = [[k, str(record.get(k))] for k in ("metaflow_run", "mlflow_run", "data_source", "data_fingerprint",
-                                               "dvc_rev", "git_commit", "git_dirty", "backbone", "created")]
+    links = [[k, str(record.get(k))] for k in ("metaflow_run", "branch", "requested_by", "mlflow_run", "data_source",
+                                               "data_fingerprint", "dvc_rev", "git_commit", "git_dirty", "backbone",
+                                               "created")]
     return [Markdown(f"# {registration['model_name']} v{registration['version']}: **{registration['alias']}**\n\n"
                      f"{registration['reason']}"),
             Markdown("## Test metrics"), Table(numbers, headers=["metric", "value"]),

@@ -5,7 +5,8 @@ another task (other labels, or single- vs multi-label) cannot be compared. Found
 that costs the whole run; found in `start`, it costs seconds. `registry.model_name: auto` (the
 default) registers under `textclf` unless that name's champion is another task, and then under a
 name that follows the task's labels (`textclf-billing-shipping`, `textclf-multi-...`). An explicit
-name whose champion is another task stops the run at once.
+name whose champion is another task stops the run at once. Every name is then the one the run's
+`@project` branch writes (`textclf.branches`): `textclf` on `prod`, `textclf.test.x` on `--branch x`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from textclf.branches import registered_name
 from textclf.config import DataConfig, RegistryConfig
 from textclf.errors import TextclfError
 
@@ -72,11 +74,12 @@ def manifest_task(manifest: dict[str, Any]) -> Task:
     return Task(frozenset(manifest["id2label"].values()), bool(manifest["multi_label"]))
 
 
-def registry_name(rcfg: RegistryConfig, task: Task) -> tuple[str, str]:
-    """(the name a run of `task` registers under, why)."""
+def registry_name(rcfg: RegistryConfig, task: Task, branch: str = "") -> tuple[str, str]:
+    """(the name a run of `task` on `branch` registers under, why)."""
     from textclf.registry.tracking import client as make_client
 
     c = make_client(rcfg)
+    base, own = (registered_name(n, branch, rcfg.tracking_uri) for n in (BASE, task_name(task)))
 
     def clash(name: str) -> str | None:
         champion = champion_task(c, name)
@@ -85,17 +88,16 @@ def registry_name(rcfg: RegistryConfig, task: Task) -> tuple[str, str]:
         return f"{name}'s champion v{champion[0]} is {champion[1].describe()}, but this run's data is {task.describe()}"
 
     if rcfg.model_name != AUTO:
-        name = rcfg.model_name
+        name = registered_name(rcfg.model_name, branch, rcfg.tracking_uri)
         found_clash = clash(name)
         if found_clash:
             raise TextclfError(f"registry.model_name={rcfg.model_name}: {found_clash}, so the registry gate could not "
                                f"compare them after training. Name this task's model (registry.model_name="
                                f"{task_name(task)}), or leave registry.model_name=auto")
         return name, "registry.model_name"
-    if clash(BASE) is None:
-        return BASE, "auto: the project's name"
-    own = task_name(task)
+    if clash(base) is None:
+        return base, "auto: the project's name"
     found_clash = clash(own)
     if found_clash:
         raise TextclfError(f"registry.model_name=auto: {found_clash}; set registry.model_name to a name of its own")
-    return own, f"auto: {clash(BASE)}"
+    return own, f"auto: {clash(base)}"

@@ -118,6 +118,7 @@ def _resolve_registered(uri: str, tracking_uri: str, download: bool) -> Resolved
     run = c.get_run(mv.run_id)
     tags = run.data.tags
     lineage = {"mlflow_run": mv.run_id, "metaflow_run": tags.get("metaflow.pathspec"),
+               "branch": tags.get("metaflow.branch"), "requested_by": tags.get("requested_by") or None,
                "data_source": tags.get("data.source"), "data_fingerprint": tags.get("data.fingerprint"),
                "dvc_rev": tags.get("data.dvc_rev"), "git_commit": tags.get("git_commit"),
                "git_dirty": tags.get("git_dirty"), "backbone": tags.get("backbone"),

@@ -66,13 +66,15 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def start_run(cfg: dict[str, Any], pathspec: str) -> str:
-    """Open the MLflow run of a TrainFlow run: params = resolved config, tags = code and origin."""
+def start_run(cfg: dict[str, Any], pathspec: str, requested_by: str = "") -> str:
+    """Open the MLflow run of a TrainFlow run: params = resolved config, tags = code and origin
+    (the @project branch, and the MonitorFlow run that asked for it, if one did)."""
     from mlflow.entities import Param
 
     c, experiment_id = experiment(registry_config(cfg))
     data = cfg["data"]
-    tags = {"metaflow.pathspec": pathspec, "backbone": cfg["model"]["backbone"], **git_state(),
+    tags = {"metaflow.pathspec": pathspec, "metaflow.branch": cfg.get("branch", ""), "requested_by": requested_by,
+            "backbone": cfg["model"]["backbone"], **git_state(),
             "data.source": str(data["source"] or {s: data[s] for s in ("train", "val", "test") if data[s]})}
     run_id = c.create_run(experiment_id, run_name=pathspec.replace("/", "-"), tags=tags).info.run_id
     params = [Param(k, v[:6000]) for k, v in _flat(cfg).items()]

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from textclf.branches import artifact_root
 from textclf.config import TextclfConfig, to_dict
 from textclf.storage import is_remote, join
 
@@ -20,12 +21,12 @@ WORKER = "textclf.training.worker"
 
 
 def run_paths(cfg: TextclfConfig, flow: str, run_key: str) -> dict[str, str]:
-    """Where one run's big artifacts live: `<artifact_root>/<flow>/<run>/...`, never shared.
+    """Where one run's big artifacts live: `<artifact_root>[/<branch>]/<flow>/<run>/...`, never shared.
 
     Checkpoints and the training log are written to a working folder on the machine that trains
     (`checkpoint_dir`, `log_dir`) and kept durably beside the other artifacts (`checkpoints`,
     `logs`): the same folders when the root is local, a mirror on gs:// when it is remote."""
-    root = join(cfg.artifact_root, flow, run_key)
+    root = join(artifact_root(cfg.artifact_root, cfg.branch), flow, run_key)
     local = Path(tempfile.gettempdir(), "textclf", flow, run_key) if is_remote(root) else Path(root)
     return {"root": root, "data": join(root, "data"), "model": join(root, "model"),
             "checkpoints": join(root, "checkpoints"), "logs": join(root, "logs"),
