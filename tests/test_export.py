@@ -56,6 +56,20 @@ def test_onnx_variants_predict_like_torch_on_padded_batches(exported):
     assert fp32.predict([]) == []
 
 
+def test_training_records_its_temperature_in_the_folder_the_graphs_are_exported_from(exported):
+    """T is fitted on val unless val has no mistake (then the NLL has no minimum and T stays 1);
+    the ONNX graphs are exported from the folder, so they divide by the same T as PyTorch."""
+    model_dir, _ = exported
+    record = json.loads((model_dir / "training.json").read_text())
+    config = json.loads((model_dir / "config.json").read_text())
+    print(f"\ntoy model: val accuracy {record['best_val']:.3f}, T={record['temperature']:.3f}, "
+          f"val ECE {record['val_ece_uncalibrated']:.4f} -> {record['val_ece']:.4f}")
+    assert config["calibration_temperature"] == record["temperature"] > 0
+    assert (record["temperature"] == 1.0) == (record["best_val"] == 1.0)
+    assert 0 <= record["val_ece"] <= 1 and 0 <= record["val_ece_uncalibrated"] <= 1
+    assert Predictor(model_dir, variant="onnx").temperature == record["temperature"]
+
+
 def test_missing_or_unknown_variant_fails_clearly(exported, tmp_path):
     model_dir, _ = exported
     with pytest.raises(ValueError, match="variant must be one of"):

@@ -164,7 +164,7 @@ def test_flow_runs_the_notebooks_and_shows_them_in_a_card(trained_run, tmp_path)
     folder = Path(reports["evaluate"]).parent
     assert json.loads((folder / "metrics.json").read_text()) == metrics  # one source of truth
     assert trained_run["end"].task["test_metrics"].data == metrics
-    assert {"accuracy", "macro_f1", "roc_auc", "ece", "accuracy_ci_low"} <= set(metrics)
+    assert {"accuracy", "macro_f1", "roc_auc", "ece", "ece_uncalibrated", "accuracy_ci_low"} <= set(metrics)
 
     for name, html in reports.items():
         page = Path(html).read_text()

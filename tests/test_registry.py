@@ -84,6 +84,9 @@ def test_one_mlflow_run_holds_config_code_data_curves_and_artifacts(server_runs,
     assert [m.value for m in sorted(val, key=lambda m: m.step)] == pytest.approx([h["val_accuracy"] for h in history])
     assert mlflow_run.data.metrics["test_accuracy"] == pytest.approx(run["end"].task["test_metrics"].data["accuracy"])
     assert mlflow_run.data.metrics["train_samples_per_s"] > 0
+    training = run["end"].task["training"].data  # temperature scaling fitted on val: its numbers reach MLflow
+    assert {k: mlflow_run.data.metrics[k] for k in ("temperature", "val_ece_uncalibrated", "val_ece")} == \
+        pytest.approx({k: training[k] for k in ("temperature", "val_ece_uncalibrated", "val_ece")})
 
     artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
     assert {"model", "config.json", "metrics.json", "training.json", "data"} <= artifacts

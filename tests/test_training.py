@@ -259,10 +259,10 @@ def test_multi_label_training_and_prediction(tmp_path):
     manifest = preprocess(cfg, str(tmp_path / "shards"))
     assert manifest["multi_label"] and sorted(manifest["id2label"].values()) == sorted(TAGS)
     result = fit(_spec(tmp_path, manifest, cfg, "run"))
-    assert 0 < result["threshold"] < 1
+    assert 0 < result["threshold"] < 1 and "temperature" not in result  # multi-label keeps T = 1
     assert result["best_val"] > 0.8  # micro-F1; a constant predictor scores about 0.5 here
     predictor = Predictor(tmp_path / "run" / "model")
-    assert predictor.multi_label
+    assert predictor.multi_label and predictor.temperature == 1.0
     test = pq.read_table(manifest["shards"]["test"]).to_pydict()
     probs = predictor.predict_proba(test["text"])
     predicted = (probs >= predictor.threshold).astype(int)

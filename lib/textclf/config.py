@@ -141,6 +141,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on capable GPUs) | bf16 | off
     metric: str = "auto"  # model selection: auto = accuracy / micro_f1 (multi-label)
     early_stopping_patience: int = 2
+    calibrate: bool = True  # single-label: fit a temperature on val after training (evaluation/calibration.py)
     checkpoint_every_steps: int = 200  # 0: only at epoch ends
     nproc_per_node: int = 0  # 0: one per GPU, else one per two CPU cores
     threads_per_proc: int = 0  # 0: cores / processes
@@ -200,8 +201,7 @@ class MonitorConfig:
     permutations: int = 200
     max_age_days: float = 30.0  # 0: no age limit
     retrain: bool = True  # False: report only
-    # New data versions DVC-tracked, pushed and committed (their .dvc file alone) when the working
-    # folder is in a DVC repo with a default remote; false, or elsewhere: a CSV under artifact_root.
+    # New versions DVC-tracked, pushed and committed in a DVC repo with a default remote; else a CSV
     dvc: bool = True
     schedule: str = "0 6 * * *"  # Argo cron for MonitorFlow (daily)
     # Deployed on Argo, MonitorFlow publishes this Argo Event to retrain, and the TrainFlow deployment

@@ -27,6 +27,7 @@ class TextClassifierConfig(PretrainedConfig):
         head_layernorm: bool = False,
         multi_label: bool = False,
         threshold: float = 0.5,
+        calibration_temperature: float = 1.0,
         **kwargs,
     ):
         if isinstance(backbone_config, dict):
@@ -38,6 +39,7 @@ class TextClassifierConfig(PretrainedConfig):
         self.head_layernorm = head_layernorm
         self.multi_label = multi_label
         self.threshold = threshold
+        self.calibration_temperature = calibration_temperature  # the logits are divided by it (see `forward`)
         super().__init__(**kwargs)
 
 
@@ -106,4 +108,9 @@ class TextClassifier(PreTrainedModel):
         return pool(states, attention_mask, self.config.pooling, self.attention_pool)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **_):
-        return SequenceClassifierOutput(logits=self.head(self.embed(input_ids, attention_mask)))
+        """Logits divided by `config.calibration_temperature`: 1 while training, then fitted on validation
+        (temperature scaling) and saved in config.json. Applied here, every scorer of the folder
+        (textclf's Predictor, its ONNX graphs, a transformers pipeline, the MLflow pyfunc) turns the
+        same calibrated logits into probabilities; dividing by T > 0 leaves the argmax as it was."""
+        logits = self.head(self.embed(input_ids, attention_mask))
+        return SequenceClassifierOutput(logits=logits / self.config.calibration_temperature)

@@ -21,6 +21,8 @@ class Predictor:
     that `textclf export` writes into the model folder (`onnx` fp32, `onnx-int8` dynamic int8,
     CPU, faster). Everything around the model call is the same code for all three. The PyTorch
     model (`.model`, used by attributions and embeddings) is loaded on first use for ONNX variants.
+    Probabilities are calibrated: the network (and the ONNX graph exported from it) divides its
+    logits by the folder's `calibration_temperature` (`textclf.evaluation.calibration`), so nothing here does.
     """
 
     def __init__(self, model_dir: str | Path, batch_size: int = 64, device: str | None = None,
@@ -43,6 +45,7 @@ class Predictor:
         self.labels = [self.id2label[i] for i in range(len(self.id2label))]
         self.multi_label = getattr(cfg, "multi_label", cfg.problem_type == "multi_label_classification")
         self.threshold = float(getattr(cfg, "threshold", None) or 0.5)
+        self.temperature = float(getattr(cfg, "calibration_temperature", 1.0))  # the network divides by it already
         self.max_length = max_length(cfg, self.tokenizer)
         self.batch_size = batch_size
         self.pad_id = self.tokenizer.pad_token_id or 0

@@ -38,8 +38,13 @@ def model_card(folder: Path, name: str, manifest: dict[str, Any], metrics: dict[
     fingerprint = manifest["fingerprint"]
     front = {"library_name": "transformers", "pipeline_tag": "text-classification",
              "tags": ["textclf", "text-classification", f"{kind}-classification", "custom_code"]}
+    scaled = config.get("calibration_temperature", 1.0) != 1.0  # temperature scaling fitted on val (single-label)
+    softmax = (f"softmax of the logits over the temperature {config['calibration_temperature']:.3g} fitted on "
+               "the validation split (`calibration_temperature` in config.json; the network's output is already "
+               "divided by it)" if scaled else "softmax")
     apply = ("sigmoid per class; a label applies at or over the threshold "
-             f"{config.get('threshold', 0.5)} (`threshold` in config.json)" if multi else "softmax; the label is the argmax")
+             f"{config.get('threshold', 0.5)} (`threshold` in config.json)" if multi
+             else f"{softmax}; the label is the argmax")
     sources = [f"- `{uri}`: sha256 `{e.get('sha256')}`" + (f", DVC rev `{e['dvc_rev']}`" if "dvc_rev" in e else "")
                for uri, e in fingerprint["sources"].items()]
     splits = ", ".join(f"{k} {v['rows']}" for k, v in manifest.get("splits", {}).items())
@@ -64,7 +69,9 @@ def model_card(folder: Path, name: str, manifest: dict[str, Any], metrics: dict[
         f"- Texts are cut at {limit} tokens: the end of a longer text is not read.",
         "- It knows only the labels above; any text gets one of them" + (" or none." if multi else "."),
         "- Nothing was measured on other domains, languages or writing styles, nor for fairness across groups.",
-        "- Probabilities are the model's scores, not calibrated frequencies unless the test report says so.", "",
+        "- Probabilities are the model's scores" + (", temperature-scaled on the validation split" if scaled else "")
+        + (", not calibrated frequencies." if multi else "; the test report's ECE says how far they are from frequencies."),
+        "",
         "## Use it without textclf", "",
         "```python", "from transformers import pipeline", "",
         'classify = pipeline("text-classification", model="path/to/this/folder", trust_remote_code=True, top_k=None)',

@@ -6,7 +6,9 @@ transformers only; the network's code comes with the Hugging Face folder (`trust
 list of texts, which MLflow's schema check refuses) and returns a DataFrame:
 `label` (a string; for a multi-label model, the list of labels at or over the threshold) and one
 probability column per class, named by the class. Texts are truncated where `Predictor` cuts
-them (the folder's tokenizer carries that limit), so both give the same numbers.
+them (the folder's tokenizer carries that limit), so both give the same numbers. Probabilities are
+calibrated by the network itself: its forward pass divides the logits by the folder's
+`calibration_temperature` (temperature scaling, fitted on validation), so nothing here repeats it.
 """
 from __future__ import annotations
 

@@ -119,13 +119,14 @@ def tag_data(cfg: dict[str, Any], run_id: str, manifest: dict[str, Any]) -> None
 
 
 def log_training(cfg: dict[str, Any], run_id: str, training: dict[str, Any]) -> None:
-    """Throughput and the training record; epoch metrics too if rank 0 could not log them live."""
+    """Throughput, the calibration fitted on val, and the training record; epoch metrics too if
+    rank 0 could not log them live."""
     from mlflow.entities import Metric
 
     c = client(registry_config(cfg))
     now = int(time.time() * 1000)
-    metrics = [Metric(k, float(training[k]), now, int(training["steps"]))
-               for k in ("train_samples_per_s", "best_epoch", "best_val") if training.get(k) is not None]
+    numbers = ("train_samples_per_s", "best_epoch", "best_val", "temperature", "val_ece_uncalibrated", "val_ece")
+    metrics = [Metric(k, float(training[k]), now, int(training["steps"])) for k in numbers if training.get(k) is not None]
     if not c.get_metric_history(run_id, "epoch"):
         metrics += [Metric(k, v, now, int(r["step"])) for r in training["history"]
                     for k, v in training_metrics(r).items()]

@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textclf.config import TextclfConfig, from_dict
+from textclf.evaluation.calibration import calibrate
 from textclf.evaluation.metrics import (
     best_threshold,
     multi_hot,
@@ -46,7 +47,7 @@ from textclf.training.optim import amp_dtype, make_optimizer, make_scheduler
 from textclf.training.progress import progress
 from textclf.training.sampler import BucketBatchSampler
 from textclf.training.tracking import RunLog
-from textclf.training.validation import predict_probs
+from textclf.training.validation import predict_logits, predict_probs
 
 
 @dataclass
@@ -278,21 +279,24 @@ def end_epoch(t: Trainer) -> bool:
 # --------------------------------------------------------------------------- the end
 
 def finish(t: Trainer) -> dict[str, Any]:
-    """Every rank takes the best weights (rank 0's, on every node), the multi-label threshold is
-    tuned on val, and rank 0 saves the model folder."""
+    """Every rank takes the best weights (rank 0's, on every node), a single-label model's
+    temperature or the multi-label threshold is fitted on val, and rank 0 saves the model folder."""
     tc, p, spec = t.cfg.train, t.progress, t.spec
     best = t.ckpts.best() if t.d.main else None
     if best is not None:
         t.model.load_state_dict(torch.load(best, map_location=t.d.device, weights_only=True))
     broadcast_weights(t.model, t.d)
     print(f"rank {t.d.rank}: final weights sha256={weights_digest(t.model)}", flush=True)
-    threshold = None
+    threshold, calibration = None, {}
+    if tc.calibrate and not t.multi_label and len(t.val):  # on the logits at T = 1, as trained
+        calibration = calibrate(predict_logits(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.dtype), t.val.labels)
+        t.model.config.calibration_temperature = calibration["temperature"]
     if t.multi_label and len(t.val):
         probs = predict_probs(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.multi_label, t.dtype)
         threshold, _ = best_threshold(multi_hot(t.val.labels, probs.shape[1]), probs)
         t.model.config.threshold = threshold
     result = {"history": p.history, "best_epoch": p.best_epoch, "best_val": p.best,
-              "selection_metric": t.metric_name, "threshold": threshold, "steps": p.step,
+              "selection_metric": t.metric_name, "threshold": threshold, **calibration, "steps": p.step,
               "train_samples": p.samples, "train_seconds": p.train_seconds,
               "train_samples_per_s": p.samples / max(p.train_seconds, 1e-9),
               "world_size": t.d.world_size, "device": str(t.d.device),

@@ -1,4 +1,4 @@
-"""Probabilities for a whole split, computed across ranks and gathered back in order."""
+"""Logits and probabilities for a whole split, computed across ranks and gathered back in order."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +12,9 @@ from textclf.training.sampler import shard_indices
 
 
 @torch.inference_mode()
-def predict_probs(model: nn.Module, split: Split, d: Dist, batch_size: int, pad_id: int, multi_label: bool,
-                  dtype: torch.dtype | None) -> np.ndarray:
+def predict_logits(model: nn.Module, split: Split, d: Dist, batch_size: int, pad_id: int,
+                   dtype: torch.dtype | None) -> np.ndarray:
+    """The model's logits (float32) for every row; temperature scaling is fitted on these."""
     model.eval()
     mine = shard_indices(len(split), d.world_size, d.rank)
     order = mine[np.argsort(split.lengths[mine], kind="stable")]
@@ -23,8 +24,13 @@ def predict_probs(model: nn.Module, split: Split, d: Dist, batch_size: int, pad_
         batch = {k: v.to(d.device) for k, v in pad_batch([split.input_ids[i] for i in idx], pad_id).items()}
         with torch.autocast(d.device.type, dtype=dtype, enabled=dtype is not None):
             logits = unwrap(model)(**batch).logits.float()
-        probs = torch.sigmoid(logits) if multi_label else logits.softmax(-1)
-        out.update(zip(idx.tolist(), probs.cpu().numpy()))
+        out.update(zip(idx.tolist(), logits.cpu().numpy()))
     parts = d.gather(np.stack([out[i] for i in mine]) if len(mine) else None)
     model.train()
     return np.concatenate([p for p in parts if p is not None])
+
+
+def predict_probs(model: nn.Module, split: Split, d: Dist, batch_size: int, pad_id: int, multi_label: bool,
+                  dtype: torch.dtype | None) -> np.ndarray:
+    logits = torch.from_numpy(predict_logits(model, split, d, batch_size, pad_id, dtype))
+    return (torch.sigmoid(logits) if multi_label else logits.softmax(-1)).numpy()
