@@ -2,6 +2,8 @@
 the full test report computed through `evaluate` with our own offline metric modules."""
 from __future__ import annotations
 
+import importlib.abc
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +71,35 @@ def best_threshold(truth: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
 METRIC_MODULES = Path(__file__).resolve().parent / "metric_modules"
 
 
+class _NoTransformers(importlib.abc.MetaPathFinder):
+    """Refuses `transformers` while `evaluate` is imported (see `_import_evaluate`)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] == "transformers":
+            raise ModuleNotFoundError(f"{name} is not imported for evaluate's Evaluator", name=name)
+
+
+def _import_evaluate():
+    """`evaluate` without the transformers pipelines (and torch) its Evaluator imports on import:
+    textclf computes metrics from probabilities and never runs a pipeline through it, and a report
+    that reads stored scores then starts seconds sooner. Only the first import is shielded; later
+    imports of transformers in the process work as usual (only `evaluate.evaluator` stays off)."""
+    if "evaluate" in sys.modules or "transformers" in sys.modules:
+        import evaluate
+
+        return evaluate
+    shield = _NoTransformers()
+    sys.meta_path.insert(0, shield)
+    try:
+        import evaluate
+    finally:
+        sys.meta_path.remove(shield)
+    return evaluate
+
+
 def load_metric(name: str):
     """One of our `evaluate` metric modules (see metric_modules/README.md), loaded offline by path."""
-    import evaluate
-
+    evaluate = _import_evaluate()
     folder = METRIC_MODULES / name
     if not (folder / f"{name}.py").is_file():
         known = sorted(p.name for p in METRIC_MODULES.iterdir() if (p / f"{p.name}.py").is_file())

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from textclf.data.shards import read_split
+from textclf.evaluation.scoring import store_scores
 from textclf.model.predictor import Predictor
 from textclf.storage import (
     filesystem,
@@ -25,34 +25,36 @@ PROFILE = "profile.json"
 EMBEDDINGS = "profile_embeddings.npy"
 
 
-def describe(predictor: Predictor, texts: list[str], labels: list[list[str]], max_embeddings: int = 256,
-             seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
-    """Label shares, token lengths, confidences and an embedding sample of labelled texts."""
-    ids = predictor.encode(texts) if texts else []  # tokenized once for the scores and the lengths
-    probs = predictor.probs_from_ids(ids)
+def describe(predictor: Predictor, texts: list[str], labels: list[list[str]], confidence: np.ndarray,
+             lengths: np.ndarray, max_embeddings: int = 256, seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+    """Label shares, token lengths, confidences (top-class probabilities) and an embedding sample
+    of labelled, scored texts."""
     flat = [label for row in labels for label in row]
     shares = pd.Series(flat, dtype=object).value_counts(normalize=True)
     pick = np.random.default_rng(seed).permutation(len(texts))[:max_embeddings]
     return {
         "n": len(texts),
         "label_shares": {label: float(shares.get(label, 0.0)) for label in predictor.labels},
-        "lengths": [len(x) for x in ids],
-        "confidence": probs.max(1).round(6).tolist() if len(texts) else [],
+        "lengths": lengths.tolist(),
+        "confidence": confidence.round(6).tolist(),
     }, predictor.embed([texts[i] for i in pick])
 
 
 def save_profile(model_uri: str, manifest: dict[str, Any], max_rows: int = 2000, seed: int = 0) -> str:
-    """Profile held-out rows (val and test, up to `max_rows`) and store the profile inside the
-    model folder, so that it travels with the model into the registry."""
+    """Score the val and test splits once, storing the scores beside the model for the reports and
+    the gate (`evaluation.scoring.store_scores`), then profile held-out rows (up to `max_rows` of
+    them) from those scores with the same loaded model, and store the profile inside the model
+    folder, so that it travels with the model into the registry."""
     id2label = {int(k): v for k, v in manifest["id2label"].items()}
-    texts, labels = [], []
-    for split in ("val", "test"):
-        frame = read_split(manifest["shards"][split], ["text", "label"])
-        texts += frame["text"].tolist()
-        labels += [[id2label[int(i)] for i in (y if isinstance(y, np.ndarray) else [y])] for y in frame["label"]]
-    pick = np.sort(np.random.default_rng(seed).permutation(len(texts))[:max_rows])
     with local_dir(model_uri) as model_dir:  # a gs:// model is read from a temporary copy
-        profile, vectors = describe(Predictor(model_dir), [texts[i] for i in pick], [labels[i] for i in pick])
+        predictor = Predictor(model_dir)
+        rows = pd.concat([store_scores(predictor, model_uri, split, manifest["shards"][split])
+                          for split in ("val", "test")], ignore_index=True)
+        rows = rows.iloc[np.sort(np.random.default_rng(seed).permutation(len(rows))[:max_rows])]
+        labels = [[id2label[int(i)] for i in (y if isinstance(y, np.ndarray) else [y])] for y in rows["label"]]
+        confidence = np.asarray([p.max() for p in rows["served_probs"]], dtype=np.float32)
+        profile, vectors = describe(predictor, rows["text"].tolist(), labels, confidence,
+                                    rows["served_length"].to_numpy())
     profile["created"] = datetime.now(timezone.utc).isoformat()
     buf = io.BytesIO()
     np.save(buf, vectors.astype(np.float32))

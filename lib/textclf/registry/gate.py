@@ -1,7 +1,7 @@
 """The registry and its champion gate.
 
 The gate scores the candidate and the current `champion` on the same rows (the candidate's test
-split) and moves `champion` only when the candidate is better by `registry.gate_margin` on
+split; the candidate's scores are those its run stored beside the model) and moves `champion` only when the candidate is better by `registry.gate_margin` on
 `registry.gate_metric`; otherwise the candidate is tagged `challenger`. Every decision is recorded
 on the model version (tags), in the MLflow run (params, metrics) and printed.
 
@@ -20,6 +20,7 @@ from typing import Any
 from textclf.data.shards import read_split
 from textclf.errors import TextclfError
 from textclf.evaluation.metrics import quick_metrics, resolve_metric
+from textclf.evaluation.scoring import SPLIT_COLUMNS, StoredScores, stored_scores
 from textclf.registry.mlflow_model import FOLDER, save_pyfunc, stage_folder
 from textclf.registry.model_card import write_model_card
 from textclf.registry.naming import AUTO, manifest_task, registry_name
@@ -34,30 +35,34 @@ def gate_score(model_path: str | Path, test_shard: str, id2label: dict[Any, str]
                multi_label: bool, who: str = "the candidate") -> float:
     """`metric` of a model on a test split, from the raw texts with the model's own tokenizer,
     with gold labels matched by name (the champion's label ids need not match the candidate's).
+    The candidate's probabilities are the ones its run stored (`scoring.stored_scores`: the very
+    rows, through the same tokenizer); a model without stored scores for these rows is scored now.
     A model of the other kind (single- vs multi-label), or one that knows none of the data's labels,
     solves another task: no score (it would be 0 and always lose), a clear error."""
     import numpy as np
 
-    from textclf.model.predictor import Predictor
+    frame = read_split(test_shard, SPLIT_COLUMNS)
+    head = stored_scores(str(model_path), frame)  # or the model itself: labels, kind and threshold either way
+    if head is None:
+        from textclf.model.predictor import Predictor
 
-    predictor = Predictor(model_path)
-    if predictor.multi_label != multi_label or not set(predictor.labels) & set(id2label.values()):
+        head = Predictor(model_path)
+    if head.multi_label != multi_label or not set(head.labels) & set(id2label.values()):
         kind = {True: "multi-label", False: "single-label"}
         raise TextclfError(
-            f"{who} is a {kind[predictor.multi_label]} classifier over {predictor.labels}, but this run's data is "
+            f"{who} is a {kind[head.multi_label]} classifier over {head.labels}, but this run's data is "
             f"{kind[multi_label]} over {sorted(id2label.values())}: the gate cannot compare them. Register this "
             f"run under a name of its own, e.g. registry.model_name=textclf-{kind[multi_label]}")
-    frame = read_split(test_shard, ["text", "label"])
-    probs = predictor.predict_proba(frame["text"].tolist())
-    index = {name: i for i, name in enumerate(predictor.labels)}
+    probs = head.served_probs if isinstance(head, StoredScores) else head.predict_proba(frame["text"].tolist())
+    index = {name: i for i, name in enumerate(head.labels)}
     names = {int(k): v for k, v in id2label.items()}
     unknown = len(index)  # a label this model cannot predict: a column it never scores above zero
     to_model = {k: index.get(v, unknown) for k, v in names.items()}
     if unknown in to_model.values():
         probs = np.hstack([probs, np.zeros((len(probs), 1), probs.dtype)])
-    truth = [[to_model[int(i)] for i in row] for row in frame["label"]] if predictor.multi_label \
+    truth = [[to_model[int(i)] for i in row] for row in frame["label"]] if head.multi_label \
         else np.asarray([to_model[int(i)] for i in frame["label"]])
-    scores = quick_metrics(truth, probs, predictor.multi_label, predictor.threshold)
+    scores = quick_metrics(truth, probs, head.multi_label, head.threshold)
     if metric not in scores:
         raise TextclfError(f"registry.gate_metric={metric!r} is not one of {sorted(scores)} for this model")
     return scores[metric]
