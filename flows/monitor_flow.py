@@ -33,7 +33,7 @@ class MonitorFlow(FlowSpec):
     def start(self):
         """Resolve the config and the champion the server answers with (`serve.model`, as this
         run's @project branch names it: on `--branch x`, the champion of TrainFlow's `--branch x`)."""
-        from textclf.branches import registered_uri
+        from textclf.registry.naming import registered_uri
         from textclf.registry.resolution import resolve_model
 
         self.cfg = run_config(self)

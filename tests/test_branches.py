@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from textclf.branches import artifact_root, registered_name, registered_uri, runner_options
+from textclf.branches import artifact_root, registered_name, runner_options
+from textclf.registry.naming import registered_uri
 
 LOCAL, SHARED = "sqlite:////tmp/mlflow.db", "http://mlflow.example:5000"
 

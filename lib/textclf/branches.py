@@ -32,17 +32,6 @@ def registered_name(name: str, branch: str, tracking_uri: str) -> str:
     return f"{name}.{branch}"
 
 
-def registered_uri(uri: str, branch: str, tracking_uri: str) -> str:
-    """`models:/<name>@<alias>` (or `/<version>`) as a run on `branch` names it: a branch's
-    MonitorFlow watches the champion its own TrainFlow writes. Other URIs are left as they are."""
-    if not uri.startswith("models:/"):
-        return uri
-    body = uri[len("models:/"):]
-    sep = "@" if "@" in body else "/"
-    name, _, rest = body.partition(sep)
-    return f"models:/{registered_name(name, branch, tracking_uri)}{sep}{rest}"
-
-
 def artifact_root(root: str, branch: str) -> str:
     """Where a run on `branch` keeps its big artifacts under the configured `root`."""
     return join(root, branch) if _kept_apart(branch, is_remote(root)) else root

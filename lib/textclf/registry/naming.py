@@ -21,6 +21,7 @@ from typing import Any
 from textclf.branches import registered_name
 from textclf.config import DataConfig, RegistryConfig
 from textclf.errors import TextclfError
+from textclf.registry.resolution import parse_models_uri
 
 AUTO = "auto"
 BASE = "textclf"
@@ -72,6 +73,16 @@ def task_name(task: Task) -> str:
 def manifest_task(manifest: dict[str, Any]) -> Task:
     """The task preprocessing settled on: every label, under the model's names."""
     return Task(frozenset(manifest["id2label"].values()), bool(manifest["multi_label"]))
+
+
+def registered_uri(uri: str, branch: str, tracking_uri: str) -> str:
+    """`models:/<name>@<alias>` (or `/<version>`) as a run on `branch` names it: a branch's
+    MonitorFlow watches the champion its own TrainFlow writes. Other URIs are left as they are."""
+    if not uri.startswith("models:/"):
+        return uri
+    name, alias, version = parse_models_uri(uri[len("models:/"):])
+    name = registered_name(name, branch, tracking_uri)
+    return f"models:/{name}@{alias}" if alias else f"models:/{name}/{version}"
 
 
 def registry_name(rcfg: RegistryConfig, task: Task, branch: str = "") -> tuple[str, str]:

@@ -110,7 +110,7 @@ def _resolve_registered(uri: str, tracking_uri: str, download: bool) -> Resolved
     from mlflow.exceptions import MlflowException
 
     c = MlflowClient(tracking_uri, registry_uri=tracking_uri)
-    name, alias, version = _parse_models_uri(uri[len("models:/"):])
+    name, alias, version = parse_models_uri(uri[len("models:/"):])
     try:
         mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, version)
     except MlflowException as exc:
@@ -135,7 +135,7 @@ def test_metrics(run) -> dict[str, float]:
     return {k[len("test_"):]: v for k, v in run.data.metrics.items() if k.startswith("test_")}
 
 
-def _parse_models_uri(body: str) -> tuple[str, str | None, str | None]:
+def parse_models_uri(body: str) -> tuple[str, str | None, str | None]:
     """(name, alias, version) of the part after `models:/`."""
     if "@" in body:
         name, alias = body.split("@", 1)
