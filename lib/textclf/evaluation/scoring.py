@@ -91,7 +91,10 @@ def _scored(frame: pd.DataFrame, probs: np.ndarray, head: Any) -> Scored:
 
 def score_split(predictor, shard_uri: str) -> Scored:
     """Probabilities for every row of a tokenized split, with texts and gold labels, scored now."""
-    frame = read_split(shard_uri, SPLIT_COLUMNS)
+    return _score_frame(predictor, read_split(shard_uri, SPLIT_COLUMNS))
+
+
+def _score_frame(predictor, frame: pd.DataFrame) -> Scored:
     return _scored(frame, predictor.probs_from_ids(token_ids(frame["input_ids"])), predictor)
 
 
@@ -103,7 +106,7 @@ def scored_split(model_uri: str, shard_uri: str, predictor=None) -> Scored:
     stored = stored_scores(model_uri, frame)
     if stored is not None:
         return _scored(frame, stored.probs, stored)
-    return score_split(predictor or load_predictor(model_uri), shard_uri)
+    return _score_frame(predictor or load_predictor(model_uri), frame)  # the rows already read
 
 
 def split_fingerprint(frame: pd.DataFrame) -> str:
