@@ -19,7 +19,7 @@ from conftest import ROOT
 LIB = ROOT / "lib" / "textclf"
 # Lowest first. Stages of the same rank (monitoring, tuning) may not import each other.
 RANKS = {
-    "config": 0, "errors": 0, "storage": 0, "environment": 0, "ports": 0, "branches": 0,
+    "config": 0, "config_checks": 0, "errors": 0, "storage": 0, "environment": 0, "ports": 0, "branches": 0,
     "model": 1, "data": 2, "evaluation": 3, "training": 4, "registry": 5,
     "monitoring": 6, "tuning": 6, "serve": 7,
     "cli": 8,  # the entry point: the `textclf` command

@@ -276,6 +276,8 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
+    from textclf.config_checks import check
+
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="textclf_schema", node=TextclfConfig)
@@ -291,7 +293,7 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
         if exc.__cause__ is not None:
             detail += f" ({str(exc.__cause__).splitlines()[0]})"
         raise ConfigError(detail) from None
-    _check(cfg)
+    check(cfg)
     cfg.data.label_names = {str(k): v for k, v in cfg.data.label_names.items()}  # YAML keys 0 match read text "0"
     cfg.artifact_root = _absolute(cfg.artifact_root)
     cfg.registry.artifact_location = _absolute(cfg.registry.artifact_location)
@@ -300,35 +302,6 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
     if cfg.registry.tracking_uri.startswith("sqlite:///") and not cfg.registry.tracking_uri.startswith("sqlite:////"):
         cfg.registry.tracking_uri = "sqlite:///" + _absolute(cfg.registry.tracking_uri[len("sqlite:///"):])
     return cfg
-
-
-def _check(cfg: TextclfConfig) -> None:
-    d = cfg.data
-    if not d.source and not d.train:
-        raise ConfigError("data.source (one file, split automatically) or data.train is required")
-    if not 0 <= d.val_fraction < 1 or not 0 <= d.test_fraction < 1 or d.val_fraction + d.test_fraction >= 1:
-        raise ConfigError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
-    choices = {
-        "model.pooling": (cfg.model.pooling, {"cls", "mean", "attention"}),
-        "train.scheduler": (cfg.train.scheduler, {"linear", "cosine"}),
-        "train.loss": (cfg.train.loss, {"ce", "focal"}),
-        "train.amp": (cfg.train.amp, {"auto", "bf16", "off"}),
-        "data.clean.urls": (d.clean.urls, {"keep", "replace", "remove"}),
-        "data.clean.mentions": (d.clean.mentions, {"keep", "replace", "remove"}),
-        "data.clean.html": (d.clean.html, {"strip", "keep"}),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key} must be one of {sorted(allowed)}, not {value!r}")
-    if not 0 < cfg.train.layer_decay <= 1:
-        raise ConfigError(f"train.layer_decay must be in (0, 1], not {cfg.train.layer_decay}")
-    if not 0 <= cfg.train.ema < 1:
-        raise ConfigError(f"train.ema must be in [0, 1) (0: off), not {cfg.train.ema}")
-    for key in ("log_fraction", "review_fraction"):
-        if not 0 <= getattr(cfg.serve, key) <= 1:
-            raise ConfigError(f"serve.{key} must be in [0, 1], not {getattr(cfg.serve, key)}")
-    if cfg.train.fgm < 0:
-        raise ConfigError(f"train.fgm must be >= 0 (0: off), not {cfg.train.fgm}")
 
 
 def to_dict(cfg: TextclfConfig) -> dict[str, Any]:
