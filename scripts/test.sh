@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (first time only), make sure the system tools the tests drive exist (Debian's chromium for
 # the browser tests; docker.io and debootstrap for the cluster rehearsal), and run the whole suite
-# with a coverage report. Extra arguments go to pytest.
+# with a coverage report (-m "": every marker, the integration flows and the rehearsal included;
+# plain pytest runs the developer selection of pyproject.toml). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -19,4 +20,4 @@ if ! { command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate && . scripts/env.sh
-python -m pytest --cov=textclf --cov-report=term --cov-report=xml "$@"
+python -m pytest -m "" --cov=textclf --cov-report=term --cov-report=xml "$@"

@@ -96,6 +96,7 @@ def test_textclf_predict_writes_csv_by_the_extension(trained_run, source, served
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]  # no temporary file left beside it
 
 
+@pytest.mark.integration
 def test_predict_flow_agrees_with_the_server_and_writes_a_manifest(gcs, trained_run, source, served):
     output = gcs.url("predict", "flow")
     run_flow("predict_flow.py", f"predict.shard_rows={SHARD_ROWS}", "--model", trained_run.pathspec,
@@ -119,6 +120,7 @@ def part_stamps(output: str) -> dict[str, tuple]:
     return stamps
 
 
+@pytest.mark.integration
 def test_an_interrupted_flow_resumes_without_rescoring_finished_shards(gcs, trained_run, texts, served):
     """The last shard holds a row without text: the run fails there (after its retries) with the first
     shards done. The row is fixed, `resume` scores only the missing shard, and a rerun into the same
