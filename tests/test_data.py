@@ -45,7 +45,7 @@ def test_split_is_stratified_and_deterministic(tmp_path):
         assert shard(a, split)["row_id"].tolist() == shard(b, split)["row_id"].tolist()
     counts = a["splits"]["test"]["classes"]
     assert abs(counts["positive"] - counts["negative"]) <= 0.25 * sum(counts.values())
-    assert a["splits"]["val"]["rows"] == pytest.approx(40, abs=2)
+    assert a["splits"]["val"]["rows"] == pytest.approx(40, abs=12)  # each row by its own hash: sd 6 on 400 rows
 
 
 def test_explicit_splits_drop_train_rows_duplicating_test(tmp_path):

@@ -70,7 +70,7 @@ def main() -> None:
     bad("all_empty_texts.csv", to_csv([("", l) for _, l in good]), "need at least 2 classes")
     bad("one_row.csv", to_csv(good[:1]), "need at least 2 classes")
     bad("five_rows.csv", to_csv(good[:5]), "too few for the")
-    bad("few_after_dedupe.csv", to_csv(good[:8] * 15), "after deduplication, too few for the")
+    bad("few_after_dedupe.csv", to_csv(good[:4] * 30), "after deduplication, too few for the")
     bad("broken_line.jsonl", to_jsonl([{"text": t, "label": l} for t, l in good[:6]]) + b'{"text": "cut off\n'
         + to_jsonl([{"text": t, "label": l} for t, l in good[6:]]), "line 7: not valid JSON")
     bad("not_objects.jsonl", to_jsonl([[t, l] for t, l in good]), "line 1: expected one JSON object per line")

@@ -111,7 +111,7 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
         check_augment(data.augment)
     with dask_client(data.dask):
         (thin,) = _compute(ddf.map_partitions(inspect_partition, data, meta=INSPECT_META), where=where)
-        decided = plan(thin, data, cfg.train.seed, spans)
+        decided = plan(thin, data, spans)
         label2id = {name: i for i, name in decided.id2label.items()}
         rows = ddf.map_partitions(materialize_partition, dask.delayed(decided.assign), label2id, data,
                                   meta=pd.DataFrame({"row_id": pd.Series(dtype="int64"),

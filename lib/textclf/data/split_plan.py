@@ -1,7 +1,8 @@
 """Every decision about rows, made once on the thin frame of pass one, and pass two that applies it.
 
 Which rows are bad (and whether too many are), which are duplicates, the label map, and a
-deterministic stratified split in which duplicates never straddle splits; then
+split that puts each row by a hash of its own normalized text (so a row keeps its split when rows
+are added, and duplicates never straddle splits), stratified in expectation; then
 `materialize_partition` keeps, cleans and encodes the chosen rows of each partition.
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from textclf.data.shards import SPLITS
 from textclf.errors import DataError
 
 SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
+_ORDER = [SPLIT_CODE["test"], SPLIT_CODE["val"], SPLIT_CODE["train"]]  # by u
+SPLIT_SALT = "textclf-split-v1"  # fixed: a row's split follows its text, never a training seed
 DROP = -1
 
 
@@ -54,7 +57,7 @@ def _locate_rows(thin: pd.DataFrame, spans: list[tuple[str, int, int]]) -> tuple
     return files, rows
 
 
-def plan(thin: pd.DataFrame, cfg: DataConfig, seed: int, source_spans: list[tuple[str, int, int]]) -> Plan:
+def plan(thin: pd.DataFrame, cfg: DataConfig, source_spans: list[tuple[str, int, int]]) -> Plan:
     """Every decision about rows, made once on the thin frame; raises DataError on bad input."""
     thin = thin.sort_values("pos", kind="stable").reset_index(drop=True)
     total = len(thin)
@@ -110,7 +113,7 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, seed: int, source_spans: list[tupl
                         f"found {dict(counts)} in column {cfg.label_column!r}")
     label2id = {n: i for i, n in enumerate(names)}
 
-    split = _assign_splits(kept, kept_lists, cfg, seed)
+    split = _assign_splits(kept, kept_lists, cfg)
     assign = pd.Series(DROP, index=thin["pos"].to_numpy(), dtype=np.int8)
     assign.loc[kept["pos"].to_numpy()] = split.to_numpy().astype(np.int8)
 
@@ -139,13 +142,9 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, seed: int, source_spans: list[tupl
 
 
 def rows_needed(cfg: DataConfig, carved: set[str]) -> int:
-    """The fewest distinct rows a class needs so that every split carved from it gets one."""
-    fractions = {"val": cfg.val_fraction, "test": cfg.test_fraction}
-    for n in range(1, 10_000):
-        taken = {s: int(np.floor(n * fractions[s] + 0.5)) for s in carved}
-        if all(taken[s] >= 1 for s in carved if fractions[s] > 0) and n - sum(taken.values()) >= 1:
-            return n
-    return 10_000
+    """The fewest distinct rows a class needs so that train and every split carved from it with a
+    fraction above zero get one (`_fill_empty` moves rows where the threshold left a split empty)."""
+    return 1 + sum(1 for s in carved if getattr(cfg, f"{s}_fraction") > 0)
 
 
 def check_feasible(by_split: dict[str, Any], carved: set[str], cfg: DataConfig, where: str) -> None:
@@ -167,41 +166,68 @@ def check_feasible(by_split: dict[str, Any], carved: set[str], cfg: DataConfig, 
                             if name != "train" else f"{where}: no rows are left to train on")
 
 
-def _assign_splits(kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig, seed: int) -> pd.Series:
-    """Deterministic stratified split by a seeded hash of the normalized text.
-
-    Each stratum (the label, or for multi-label the rarest label of the row) is ordered by the
-    hash; the first test_fraction of it goes to test, the next val_fraction to val. Rows with the
-    same normalized text share a hash, so duplicates can never straddle splits.
-    """
+def _assign_splits(kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig) -> pd.Series:
+    """The split of every kept row: its file's, or carved from the rows no file placed (`_carve`)."""
     hint = kept["split_hint"].to_numpy()
     if (hint != "").all():
         out = pd.Series([SPLIT_CODE[h] for h in hint], index=kept.index)
         if "val" not in set(hint) or "test" not in set(hint):
-            out = _carve(out, kept, label_lists, cfg, seed, missing={"val", "test"} - set(hint))
+            out = _carve(out, kept, label_lists, cfg, missing={"val", "test"} - set(hint))
         return out
-    return _carve(pd.Series(SPLIT_CODE["train"], index=kept.index), kept, label_lists, cfg, seed, {"val", "test"})
+    return _carve(pd.Series(SPLIT_CODE["train"], index=kept.index), kept, label_lists, cfg, {"val", "test"})
 
 
-def _carve(out: pd.Series, kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig, seed: int,
+def split_unit(key_norm: pd.Series) -> np.ndarray:
+    """Each row's own point in [0, 1): a hash of its normalized text under a fixed salt, so it
+    depends on nothing else (not the other rows, not the training seed)."""
+    h = np.fromiter((hash64(str(k), SPLIT_SALT) for k in key_norm), dtype=np.int64, count=len(key_norm))
+    return (h.view(np.uint64) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def _carve(out: pd.Series, kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig,
            missing: set[str]) -> pd.Series:
+    """Carve the `missing` splits from the rows `out` puts in train, each row by its own point u:
+    u < test_fraction is test, u < test_fraction + val_fraction is val, the rest train.
+
+    A row keeps its split when rows are added, because u is its own. Rows with the same normalized
+    text share u, so duplicates never straddle splits. Stratification holds in expectation; where a
+    stratum (the label, or for multi-label the row's rarest label) gets no row of a split by the
+    threshold, `_fill_empty` moves one in. Those moved rows are the only ones that can move again
+    when rows are added: a class is stable once the threshold alone fills every split."""
     pool = out[out == SPLIT_CODE["train"]].index
     freq = pd.Series([l for ls in label_lists.loc[pool] for l in ls]).value_counts()
     stratum = label_lists.loc[pool].map(lambda ls: min(ls, key=lambda l: (freq[l], l)))
-    salt = f"split:{seed}"
-    h = kept.loc[pool, "key_norm"].map(lambda k: hash64(str(k), salt))
-    frame = pd.DataFrame({"stratum": stratum, "h": h}).sort_values(["stratum", "h"], kind="stable")
-    frame["rank"] = frame.groupby("stratum").cumcount()
-    size = frame.groupby("stratum")["h"].transform("size")
-    test_frac = cfg.test_fraction if "test" in missing else 0.0
-    val_frac = cfg.val_fraction if "val" in missing else 0.0
-    n_test = np.floor(size * test_frac + 0.5).astype(int)
-    n_val = np.floor(size * val_frac + 0.5).astype(int)
-    codes = np.where(frame["rank"] < n_test, SPLIT_CODE["test"],
-                     np.where(frame["rank"] < n_test + n_val, SPLIT_CODE["val"], SPLIT_CODE["train"]))
+    u = split_unit(kept.loc[pool, "key_norm"])
+    fractions = {s: getattr(cfg, f"{s}_fraction") if s in missing else 0.0 for s in ("test", "val")}
+    codes = np.select([u < fractions["test"], u < fractions["test"] + fractions["val"]],
+                      [SPLIT_CODE["test"], SPLIT_CODE["val"]], SPLIT_CODE["train"])
+    frame = pd.DataFrame({"stratum": stratum.to_numpy(), "u": u, "code": codes}, index=pool)
+    wanted = [SPLIT_CODE["train"], *(SPLIT_CODE[s] for s, f in fractions.items() if f > 0)]
+    for _, rows in frame.groupby("stratum", sort=True):
+        frame.loc[rows.index, "code"] = _fill_empty(rows, wanted)
     out = out.copy()
-    out.loc[frame.index] = codes
+    out.loc[pool] = frame["code"]
     return out
+
+
+def _fill_empty(rows: pd.DataFrame, wanted: list[int]) -> pd.Series:
+    """The codes of one stratum with every wanted split given a row: while one is empty, the split
+    with the most distinct texts (ties: train, test, val) gives up its text nearest to the empty
+    split's interval of u (from train, its lowest u). The giver keeps a text, so a stratum with one
+    distinct text per wanted split fills them all; a smaller one stays short (check_feasible)."""
+    codes = rows["code"].copy()
+    for _ in wanted:
+        empty = [c for c in wanted if not (codes == c).any()]
+        if not empty:
+            break
+        held = {c: rows["u"][codes == c] for c in wanted}
+        giver = max(wanted, key=lambda c: (held[c].nunique(), -wanted.index(c)))
+        if held[giver].nunique() < 2:
+            break
+        upward = _ORDER.index(giver) < _ORDER.index(empty[0])  # test < val < train on u
+        nearest = held[giver].max() if upward else held[giver].min()
+        codes[(codes == giver) & (rows["u"] == nearest)] = empty[0]
+    return codes
 
 
 # --------------------------------------------------------------------------- pass two: materialize
