@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from conftest import SANDBOX, TINY, latest_run, run_flow
+from conftest import SANDBOX, TINY, latest_run, run_flow, toy_rows, write_csv
 from support.mlflow_server import mlflow_server as serve_mlflow
 
 pytestmark = pytest.mark.integration
@@ -228,6 +229,76 @@ def test_gate_refuses_to_compare_a_champion_of_another_task(trained_run):
                                            r"but this run's data is single-label over \['0', '1'\]"):
         gate_score(trained_run["end"].task["model_uri"].data, manifest["shards"]["test"], {"0": "0", "1": "1"},
                    "accuracy", multi_label=False, who="textclf v1 (the champion)")
+
+
+def _label_swapped(model: str, dest: Path) -> Path:
+    """The trained model with its two label names exchanged: right exactly where the model is wrong."""
+    folder = shutil.copytree(model, dest, ignore=shutil.ignore_patterns("scores"))
+    config = json.loads((folder / "config.json").read_text())
+    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    config["id2label"] = {str(i): name for i, name in enumerate(reversed(names))}
+    config["label2id"] = {name: int(i) for i, name in config["id2label"].items()}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def _register_with_golden(trained_run, name: str, golden: Path, model: str | Path) -> dict:
+    """`register` in process on the default store, as TrainFlow's register step calls it, with `registry.golden`."""
+    from textclf.registry.gate import register
+    from textclf.registry.tracking import start_run, tag_data
+
+    cfg = trained_run["start"].task["cfg"].data
+    cfg = {**cfg, "registry": {**cfg["registry"], "model_name": name, "golden": str(golden)}}
+    manifest = trained_run["end"].task["manifest"].data
+    mlflow_run = start_run(cfg, trained_run.pathspec)
+    tag_data(cfg, mlflow_run, manifest)
+    return register(cfg, mlflow_run, str(model), manifest, trained_run.pathspec)
+
+
+def test_the_golden_set_decides_even_when_the_test_split_points_the_other_way(trained_run, tmp_path):
+    """Champion: the trained model with its labels swapped; golden rows labelled the other way round,
+    so the champion is right on them and the (much better on the test split) candidate wrong."""
+    model = trained_run["end"].task["model_uri"].data
+    golden = write_csv(tmp_path / "golden.csv", [(text, {"positive": "negative", "negative": "positive"}[label])
+                                                 for text, label in toy_rows(40, seed=23)])
+    name = "golden-gate"
+    first = _register_with_golden(trained_run, name, golden, _label_swapped(model, tmp_path / "swapped"))
+    assert (first["alias"], first["reason"], first["golden"]) == ("champion", "no champion yet", str(golden))
+    second = _register_with_golden(trained_run, name, golden, model)
+    assert second["candidate"] > 0.8 and second["champion"] < 0.2  # the test split says: far better
+    assert second["golden_candidate"] < 0.2 and second["golden_champion"] > 0.8  # the pinned rows: far worse
+    assert second["alias"] == "challenger" and second["previous_champion"] == first["version"]
+    assert f"on the golden set {golden} (40 pinned rows, the same for every data version): not better" \
+        in second["reason"] and f"on the candidate's test split {second['candidate']:.4f}" in second["reason"]
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    tags = client.get_model_version(name, second["version"]).tags
+    assert tags["gate.decision"] == "challenger" and tags["gate.golden"] == str(golden)
+    assert {k: float(tags[f"gate.{k}"]) for k in ("candidate", "champion", "golden_candidate", "golden_champion")} \
+        == pytest.approx({k: second[k] for k in ("candidate", "champion", "golden_candidate", "golden_champion")})
+    run_id = client.get_model_version(name, second["version"]).run_id
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["gate_golden_champion_accuracy"] == pytest.approx(second["golden_champion"])
+    card = Path(client.download_artifacts(run_id, "model/artifacts/hf_model/README.md", str(tmp_path))).read_text()
+    test_rows = trained_run["end"].task["manifest"].data["splits"]["test"]["rows"]
+    assert f"| test split ({test_rows} rows; moves with the data version) | {second['candidate']:.4f} | " \
+           f"{second['champion']:.4f} |" in card
+    assert f"| golden set `{golden}` (40 pinned rows) | {second['golden_candidate']:.4f} | " \
+           f"{second['golden_champion']:.4f} |" in card and "Registered as `challenger`" in card
+
+
+@pytest.mark.parametrize("bad, message", [
+    (("the meal was fine", "neutral"), r"row 3 \(registry.golden\): label 'neutral' is not one of the model's labels"),
+    (("   ", "positive"), r"row 3 \(registry.golden\): empty text"),
+])
+def test_a_bad_golden_row_stops_the_gate_before_anything_is_registered(trained_run, tmp_path, bad, message):
+    from textclf.errors import TextclfError
+
+    rows = toy_rows(10, seed=29)
+    golden = write_csv(tmp_path / "golden.csv", rows[:2] + [bad] + rows[2:])
+    with pytest.raises(TextclfError, match=rf"{golden} {message}"):
+        _register_with_golden(trained_run, "golden-refused", golden, trained_run["end"].task["model_uri"].data)
+    assert not MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_registered_models("name = 'golden-refused'")
 
 
 def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys):

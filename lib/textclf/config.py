@@ -183,6 +183,7 @@ class RegistryConfig:
     model_name: str = "auto"  # auto: textclf, or a name that follows the task (registry/naming.py)
     gate_metric: str = "auto"  # auto = accuracy / micro_f1 (multi-label), as train.metric
     gate_margin: float = 0.0
+    golden: str | None = None  # pinned labelled file (path, gs://) the gate decides on; read with data.* settings
 
 
 @dataclass

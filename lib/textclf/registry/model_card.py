@@ -1,6 +1,7 @@
 """The model card: `README.md` in the registered folder, in the Hub's form, so whoever finds the
 folder (on the Hub, in an MLflow download, on a disk) learns what it is, what data made it, how
-good it was on the test split and how to load it without textclf."""
+good it was on the test split (and, for the registry gate, on the pinned golden set when one is
+configured) and how to load it without textclf."""
 from __future__ import annotations
 
 import json
@@ -25,10 +26,24 @@ def _metric_rows(metrics: dict[str, float]) -> list[str]:
     return rows
 
 
+def _gate_rows(gate: dict[str, Any], test_rows: int) -> list[str]:
+    """The registry gate's scores, one row per set it scored: this model's and the champion's."""
+    sets = [("", f"test split ({test_rows} rows; moves with the data version)")]
+    if gate.get("golden"):
+        sets.append(("golden_", f"golden set `{gate['golden']}` ({gate['golden_rows']} pinned rows)"))
+    shown = [f"| {where} | {gate[f'{key}candidate']:.4f} | "
+             + ("" if gate[f"{key}champion"] is None else f"{gate[f'{key}champion']:.4f}") + " |"
+             for key, where in sets]
+    champion = f"champion v{gate['champion_version']}" if gate.get("champion_version") else "champion (none yet)"
+    return [f"| rows | {gate['metric']}: this model | {champion} |", "| --- | --- | --- |", *shown, "",
+            f"Registered as `{gate['decision']}`: {gate['reason']}."]
+
+
 def model_card(folder: Path, name: str, manifest: dict[str, Any], metrics: dict[str, float],
-               origin: dict[str, str]) -> str:
+               origin: dict[str, str], gate: dict[str, Any]) -> str:
     """The card's text. `metrics` are the test metrics (`accuracy`, `accuracy_ci_low`, ...);
-    `origin` the run's tags (`backbone`, `data.dvc_rev`, `git_commit`, MLflow and Metaflow runs)."""
+    `origin` the run's tags (`backbone`, `data.dvc_rev`, `git_commit`, MLflow and Metaflow runs);
+    `gate` what the registry gate scored and decided (`registry.gate._decision`)."""
     config = json.loads((folder / "config.json").read_text())
     limit = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
     labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
@@ -62,6 +77,7 @@ def model_card(folder: Path, name: str, manifest: dict[str, Any], metrics: dict[
         *sources, f"- rows after cleaning and deduplication: {splits}", "",
         "## Test metrics", "", "| metric | value | 95 % interval |", "| --- | --- | --- |",
         *_metric_rows(metrics), "",
+        "## Registry gate", "", *_gate_rows(gate, manifest.get("splits", {}).get("test", {}).get("rows", 0)), "",
         "## Intended use", "",
         f"Sorting texts like the training data into these {len(labels)} labels, with a person able to "
         "check the cases that matter. The test metrics hold for text from the same source and period.", "",
@@ -89,8 +105,8 @@ def model_card(folder: Path, name: str, manifest: dict[str, Any], metrics: dict[
 
 
 def write_model_card(folder: Path, name: str, manifest: dict[str, Any], metrics: dict[str, float],
-                     origin: dict[str, str]) -> Path:
+                     origin: dict[str, str], gate: dict[str, Any]) -> Path:
     """`README.md` in `folder`."""
     path = folder / "README.md"
-    path.write_text(model_card(folder, name, manifest, metrics, origin))
+    path.write_text(model_card(folder, name, manifest, metrics, origin, gate))
     return path
