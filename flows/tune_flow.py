@@ -1,18 +1,24 @@
-"""TuneFlow: an Optuna hyperparameter search, each trial a Metaflow task.
+"""TuneFlow: recipes compared on validation by an Optuna search, the winner scored once on test.
 
     python flows/tune_flow.py run                                                   # config/tune/default.yaml
     python flows/tune_flow.py --config-value config 'tune.sampler=random tune.rounds=3' run
     python flows/tune_flow.py resume                                                # after a failed trial
     python flows/tune_flow.py run --with kubernetes                                 # a pod per trial
 
-The data is preprocessed once. Then `tune.trials_per_round` branches run side by side; each runs
-one trial per round (ask -> train -> tell) and loops to the next round while the budget
-(`tune.max_trials`, `tune.max_minutes`) lasts. Every ask sees all trials told before it. The best
-parameters become `best.yaml`, a config TrainFlow takes unchanged:
+The data is preprocessed once, and its test split sealed: trials and folds get a manifest without
+it (`textclf.tuning.sealing`). Then `tune.trials_per_round` branches run side by side; each runs
+one trial per round (ask -> train `tune.seeds` times -> tell the mean validation score) and loops
+to the next round while the budget (`tune.max_trials`, `tune.max_minutes`) lasts. Every ask sees
+all trials told before it. The search space is `tune.space` (single keys) and `tune.recipes`
+(named bundles of keys, one `recipe` dimension). The best parameters become `best.yaml`, a config
+TrainFlow takes unchanged:
 
     python flows/train_flow.py --config-value config "$(cat <artifact_root>/TuneFlow/<run>/best.yaml)" run
 
-With `tune.kfold=k` the best config is then cross-validated over k folds (mean ± std).
+With `tune.kfold=k` the best config is then cross-validated over k folds (mean ± std). Only after
+the choice, `final` trains the winner once per `tune.final_seeds` seed, selects on validation as
+every trial did, and scores the test split once per seed: the card, the MLflow run and best.yaml's
+header report validation and test as mean ± std over those seeds, with test's 95 % t-interval.
 """
 from metaflow import Config, FlowSpec, card, current, project, resources, step
 
@@ -52,8 +58,9 @@ class TuneFlow(FlowSpec):
     def preprocess(self):
         """Shards once, shared by every trial."""
         from textclf.data.preprocess import preprocess
+        from textclf.tuning.sealing import sealed
 
-        self.manifest = preprocess(settings(self), self.paths["data"])
+        self.manifest = sealed(preprocess(settings(self), self.paths["data"]))
         self.branches = list(range(min(self.config.tune.trials_per_round, self.config.tune.max_trials)))
         self.next(self.trial, foreach="branches")
 
@@ -94,7 +101,7 @@ class TuneFlow(FlowSpec):
         print(f"best trial {self.best['number']}: {self.best['value']:.4f} {self.best['params']}")
         print(f"best config: {self.best_config_uri}")
         self.validate = "yes" if self.config.tune.kfold > 1 else "no"
-        self.next({"yes": self.folds, "no": self.report}, condition="validate")
+        self.next({"yes": self.folds, "no": self.chosen}, condition="validate")
 
     @step
     def folds(self):
@@ -105,43 +112,83 @@ class TuneFlow(FlowSpec):
     @step
     def fold(self):
         """The best config trained on k-1 folds, validated on the held-out one."""
-        from textclf.config import from_dict
-        from textclf.training.launcher import run_paths, train_model
         from textclf.tuning.kfold import fold_manifest
-        from textclf.tuning.space import trial_config
+        from textclf.tuning.seeds import train_seed
 
-        cfg = from_dict(trial_config(self.cfg, self.best["params"]))
-        manifest = fold_manifest(self.manifest, len(self.fold_ids), self.input, self.paths["data"], cfg.train.seed)
-        record = train_model(cfg, manifest, run_paths(cfg, "TuneFlow", f"{self.run_key}/fold-{self.input}"))
+        k, seed = len(self.fold_ids), self.cfg["train"]["seed"]  # the folds are the data's, not a candidate's
+        manifest = fold_manifest(self.manifest, k, self.input, self.paths["data"], seed)
+        record = train_seed(self.cfg, self.best["params"], manifest, self.run_key, f"fold-{self.input}", 0)
         self.fold_score = record["best_val"]
         self.next(self.fold_join)
 
     @step
     def fold_join(self, inputs):
-        from textclf.tuning.kfold import fold_summary
+        from textclf.tuning.seeds import spread
 
-        self.kfold = fold_summary([i.fold_score for i in inputs])
+        self.kfold = spread([i.fold_score for i in inputs])
         self.merge_artifacts(inputs, exclude=["fold_score"])
-        print(f"{self.kfold['folds']}-fold: {self.kfold['mean']:.4f} ± {self.kfold['std']:.4f}")
+        print(f"{self.kfold['n']}-fold: {self.kfold['mean']:.4f} ± {self.kfold['std']:.4f}")
+        self.next(self.chosen)
+
+    @step
+    def chosen(self):
+        """The choice is made on validation; test is read next, by `final` alone, or never (tune.final_seeds=0)."""
+        self.score_test = "yes" if self.config.tune.final_seeds else "no"
+        self.next({"yes": self.finals, "no": self.report}, condition="score_test")
+
+    @step
+    def finals(self):
+        """One branch per final seed."""
+        self.final_ids = list(range(self.config.tune.final_seeds))
+        self.next(self.final, foreach="final_ids")
+
+    @resources(gpu=config.train.resources.gpu, cpu=config.train.resources.cpu, memory=config.train.resources.memory)
+    @step
+    def final(self):
+        """The winner with one seed: trained, selected on validation, then scored once on the unsealed test split."""
+        from textclf.tuning.final import final_run
+        from textclf.tuning.sealing import unsealed
+
+        self.final_seed = final_run(self.cfg, self.best["params"], unsealed(self.manifest), self.run_key, self.input)
+        seed = self.final_seed
+        print(f"seed {seed['seed']}: validation {seed['val']:.4f}, test {seed['test']:.4f}")
+        self.next(self.final_join)
+
+    @step
+    def final_join(self, inputs):
+        """The winner's validation and test over the seeds, into best.yaml's header."""
+        from textclf.tuning.final import describe, final_summary
+        from textclf.tuning.study import best_config, write_best_config
+
+        self.final_result = final_summary([i.final_seed for i in inputs])
+        self.merge_artifacts(inputs, exclude=["final_seed"])
+        self.best_config = best_config(self.cfg, self.best["params"], describe(self.final_result))
+        write_best_config(self.best_config, self.paths["root"])
+        print(describe(self.final_result))
         self.next(self.report)
 
     @card(type="blank", id="tune")
     @step
     def report(self):
-        """Card and MLflow: history, importances, parallel coordinates, the trials, the best config."""
+        """Card and MLflow: history, importances, parallel coordinates, the trials, the winner on test,
+        the best config."""
         from textclf.tuning.report import report
         from textclf.tuning.space import search_space
         from textclf.tuning.study import load_study
 
         cfg = settings(self)
-        self.kfold = getattr(self, "kfold", None)
+        self.kfold, self.final_result = getattr(self, "kfold", None), getattr(self, "final_result", None)
         report(current.card["tune"], load_study(self.study, cfg.tune, search_space(cfg)), cfg, self.run_key, self.best,
-               self.best_config, self.best_config_uri, self.kfold, self.mlflow_run)
+               self.best_config, self.best_config_uri, self.kfold, self.final_result, self.mlflow_run)
         self.next(self.end)
 
     @step
     def end(self):
+        from textclf.tuning.final import describe
+
         print(f"best: {self.best}")
+        if self.final_result:
+            print(describe(self.final_result))
         print(f"best config: {self.best_config_uri}")
 
 

@@ -1,4 +1,5 @@
-"""TuneFlow on the tiny model: 2 rounds x 2 trials, a failed trial, `resume`, k-fold, best.yaml -> TrainFlow."""
+"""TuneFlow on the tiny model: 2 rounds x 2 trials, a failed trial, `resume`, k-fold, the winner on test,
+best.yaml -> TrainFlow."""
 from __future__ import annotations
 
 import base64
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 TUNE = f"""
 overrides: [{', '.join(TINY.split())}, train.threads_per_proc=1, data.dask.scheduler_address=sync,
-            tune.rounds=2, tune.trials_per_round=2, tune.max_trials=4, tune.sampler=tpe, tune.kfold=2]
+            tune.rounds=2, tune.trials_per_round=2, tune.max_trials=4, tune.sampler=tpe, tune.kfold=2,
+            tune.final_seeds=2]
 tune:
   space:
     - {{key: train.lr, low: 1.0e-3, high: 3.0e-3, log: true}}
@@ -68,7 +70,8 @@ def test_study_survives_the_failed_trial_and_resume(tuned):
     assert study.best_value > 0.8  # the toy set is learnable: some trial must learn it
     end = tuned["run"]["end"].task
     assert end["best"].data["value"] == study.best_value
-    assert end["kfold"].data["folds"] == 2 and 0 <= end["kfold"].data["mean"] <= 1
+    assert end["kfold"].data["n"] == 2 and 0 <= end["kfold"].data["mean"] <= 1
+    assert end["final_result"].data["test"]["n"] == 2  # after the folds, the winner on test
 
 
 def test_every_trial_is_an_mlflow_child_run(tuned):
@@ -127,6 +130,14 @@ def test_best_config_is_accepted_by_trainflow(tuned):
     ("tune: {space: [{key: train.lr, low: 1.0e-3, high: 2.0e-3, choices: [1]}]}", "give either choices or low"),
     ("tune: {space: [{key: train.lr, lo: 1}]}", "Key 'lo' not in 'SearchParam'"),
     ("overrides: [tune.kfold=1]", "tune.kfold"),
+    ("overrides: [tune.final_seeds=1]", "tune.final_seeds must be 0 (off) or >= 2"),
+    ("overrides: [tune.seeds=0]", "tune.seeds must be >= 1"),
+    ("tune: {space: [], recipes: {a: {train.nope: 1}}}", "tune.recipes.a (train.nope): no such config key"),
+    ("tune: {space: [], recipes: {a: {data.source: x}}}", "tune.recipes.a (data.source): only train.* and model.*"),
+    ("tune: {space: [], recipes: {a: {train: {lr: fast}}}}", "tune.recipes.a: Value 'fast' of type 'str' could not"),
+    ("tune: {space: [], recipes: {a: {train.layer_decay: 2.0}}}", "tune.recipes.a: train.layer_decay must be in (0, 1]"),
+    ("tune: {recipes: {a: {train.lr: 1.0e-3}}}", "tune.recipes.a (train.lr): tune.space searches this key too"),
+    ("tune: {space: []}", "tune.space and tune.recipes: nothing to tune"),
 ])
 def test_bad_tune_config_is_named(text, message):
     from textclf.tuning.space import check

@@ -232,7 +232,10 @@ class TuneConfig:
     seed: int = 0
     storage: str | None = None  # an Optuna RDB URL; None: sqlite under the run's artifact folder
     kfold: int = 0  # >1: cross-validate the best config over k folds of train+val
+    seeds: int = 1  # trainings per trial (train.seed, +1, ...); the trial's value is their mean validation score
+    final_seeds: int = 3  # the winner trained this often, then scored once on test (mean ± std); 0: off
     space: list[SearchParam] = field(default_factory=list)
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)  # named bundles of overrides: a `recipe` dimension
 
 
 @dataclass
@@ -286,6 +289,7 @@ def compose(text: str | None = None, overrides: list[str] | None = None) -> Text
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             composed = hydra_compose("config", overrides=text_overrides + list(overrides or []))
+        OmegaConf.set_struct(composed.tune.recipes, False)  # Hydra closes every node; recipes are new names
         merged = OmegaConf.merge(OmegaConf.structured(TextclfConfig), composed, mapping)
         OmegaConf.resolve(merged)
         cfg: TextclfConfig = OmegaConf.to_object(merged)

@@ -35,8 +35,3 @@ def fold_manifest(manifest: dict[str, Any], k: int, fold: int, out_uri: str, see
         pq.write_table(table.filter(pa.array(mask)), f"{path}/part-00000.parquet", filesystem=fs)
     return {**manifest, "shards": shards}
 
-
-def fold_summary(scores: list[float]) -> dict[str, float]:
-    arr = np.asarray(scores, dtype=float)
-    return {"folds": len(arr), "mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-            "scores": arr.tolist()}

@@ -1,5 +1,6 @@
 """What a finished study looks like: optimisation history, parameter importances, parallel
-coordinates, the trials table, and the TuneFlow card that puts them together."""
+coordinates, the trials table (validation only, for every candidate), the winner's test scores
+over the final seeds, and the TuneFlow card that puts them together."""
 from __future__ import annotations
 
 import tempfile
@@ -10,6 +11,7 @@ from typing import Any
 import optuna
 
 from textclf.config import TextclfConfig
+from textclf.tuning.final import describe
 from textclf.tuning.tracking import finish_parent_run
 
 
@@ -35,10 +37,20 @@ def study_figures(study: optuna.Study) -> dict[str, Any]:
 
 
 def trials_table(study: optuna.Study) -> tuple[list[str], list[list[str]]]:
+    """Every candidate by its validation score (mean ± std over its seeds); test is no column here."""
     names = sorted({k for t in study.trials for k in t.params})
-    rows = [[str(t.number), t.state.name, "" if t.value is None else f"{t.value:.4f}",
-             *[_fmt(t.params.get(k)) for k in names]] for t in study.trials]
-    return ["trial", "state", "value", *names], rows
+    rows = [[str(t.number), t.state.name, _validation(t), *[_fmt(t.params.get(k)) for k in names]]
+            for t in study.trials]
+    return ["trial", "state", "validation", *names], rows
+
+
+def _validation(trial: optuna.trial.FrozenTrial) -> str:
+    if trial.value is None:
+        return ""
+    seeds = len(trial.user_attrs.get("val_scores", [])) or 1
+    if seeds == 1:
+        return f"{trial.value:.4f}"
+    return f"{trial.value:.4f} ± {trial.user_attrs['val_std']:.4f} ({seeds} seeds)"
 
 
 def _fmt(value: Any) -> str:
@@ -46,16 +58,22 @@ def _fmt(value: Any) -> str:
 
 
 def report(page, study: optuna.Study, cfg: TextclfConfig, run_key: str, best: dict[str, Any], best_config: str,
-           best_config_uri: str, kfold: dict[str, Any] | None, mlflow_run: str) -> None:
-    """Fill the TuneFlow card (headline, figures, trials, best.yaml) and close the study's MLflow
-    run with the same figures and config as artifacts."""
+           best_config_uri: str, kfold: dict[str, Any] | None, final: dict[str, Any] | None, mlflow_run: str) -> None:
+    """Fill the TuneFlow card (headline, the winner on test, figures, trials, best.yaml) and close
+    the study's MLflow run with the same figures and config as artifacts."""
     from metaflow.cards import Image, Markdown, Table
 
-    page.append(Markdown(f"# TuneFlow {run_key}\n\nSampler `{cfg.tune.sampler}`, {len(study.trials)} trials; "
-                         f"best trial {best['number']}: **{best['value']:.4f}**  \nBest config: `{best_config_uri}`"))
+    page.append(Markdown(f"# TuneFlow {run_key}\n\nSampler `{cfg.tune.sampler}`, {len(study.trials)} trials "
+                         f"compared on validation; best trial {best['number']}: **{best['value']:.4f}**  \n"
+                         f"Best config: `{best_config_uri}`"))
     if kfold:
-        page.append(Markdown(f"{kfold['folds']}-fold cross-validation of the best config: "
+        page.append(Markdown(f"{kfold['n']}-fold cross-validation of the best config: "
                              f"**{kfold['mean']:.4f} ± {kfold['std']:.4f}**"))
+    if final:
+        page.append(Markdown(f"## The winner on test\n\n{describe(final)}."))
+        page.append(Table([[str(seed), f"{v:.4f}", f"{t:.4f}"] for seed, v, t in
+                           zip(final["seeds"], final["val"]["scores"], final["test"]["scores"])],
+                          headers=["seed", f"validation {final['metric']}", f"test {final['metric']}"]))
     files = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, figure in study_figures(study).items():
@@ -69,4 +87,4 @@ def report(page, study: optuna.Study, cfg: TextclfConfig, run_key: str, best: di
         page.append(Markdown(f"## best.yaml\n\n```yaml\n{best_config}\n```"))
         files.append(str(Path(tmp, "best.yaml")))
         Path(files[-1]).write_text(best_config)
-        finish_parent_run(cfg, mlflow_run, study, files, kfold)
+        finish_parent_run(cfg, mlflow_run, study, files, kfold, final)

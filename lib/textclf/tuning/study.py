@@ -4,7 +4,9 @@ The study lives in an Optuna RDB storage (sqlite beside the run's artifacts by d
 `resume` finds every trial told so far. Each trial loads the study, asks for parameters, trains
 with them on the shards preprocessing already wrote, and tells the result: trials running side
 by side share the study through the storage, and every ask sees the trials finished before it.
-Every trial is also an MLflow child run of the study's parent run.
+A trial trains `tune.seeds` times (seeds train.seed, +1, ...) and tells the mean validation
+score; the per-seed scores and their std stay on the trial. Every trial is also an MLflow child
+run of the study's parent run.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from optuna.trial import TrialState
 from textclf.config import TextclfConfig, TuneConfig, from_dict
 from textclf.errors import ConfigError, TextclfError
 from textclf.storage import is_remote, join, write_bytes
-from textclf.training.launcher import run_paths, train_model
+from textclf.tuning.seeds import spread, train_seed
 from textclf.tuning.space import search_space, trial_config
 from textclf.tuning.tracking import log_trial
 
@@ -29,10 +31,21 @@ FAIL_SLOTS_ENV = "TEXTCLF_TUNE_FAIL_SLOTS"  # fault injection for tests of `resu
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler stops the study once its grid is walked, which only `Study.optimize`
+    allows (a `tell` raises); here TuneFlow's budget, `tune.max_trials`, decides when trials stop."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        return None
+
+
 def make_sampler(tune: TuneConfig, space: dict[str, BaseDistribution], seed: int) -> optuna.samplers.BaseSampler:
-    """Seeded per trial slot: trials asked side by side must not draw the same numbers."""
+    """Seeded per trial slot: trials asked side by side must not draw the same numbers. The grid is
+    the exception: its seed shuffles the grid and a trial's number picks its point, so every slot
+    needs the same order (else two slots can land on one point and miss another)."""
     if tune.sampler == "grid":
-        return optuna.samplers.GridSampler({k: list(d.choices) for k, d in space.items()}, seed=seed)
+        return AskTellGridSampler({k: list(d.choices) for k, d in space.items()}, seed=tune.seed)
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.trials_per_round, constant_liar=True)
@@ -88,21 +101,25 @@ def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str,
     trial = study.ask(space)
     trial.set_user_attr("slot", slot)
     params = dict(trial.params)
-    trial_cfg = from_dict(trial_config(cfg_dict, params))
-    paths = run_paths(trial_cfg, "TuneFlow", f"{run_key}/trial-{trial.number:03d}")
     print(f"trial {trial.number} (slot {slot}): {params}", flush=True)
     try:
         if str(slot) in os.environ.get(FAIL_SLOTS_ENV, "").split(","):
             raise TextclfError(f"trial {trial.number}: failure injected by {FAIL_SLOTS_ENV}")
-        record = train_model(trial_cfg, manifest, paths)
+        records = [train_seed(cfg_dict, params, manifest, run_key, f"trial-{trial.number:03d}", i)
+                   for i in range(cfg.tune.seeds)]
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
-        log_trial(cfg, parent_run, trial.number, params, None)
+        log_trial(cfg, parent_run, trial.number, params, [])
         raise
-    study.tell(trial, record["best_val"])
-    log_trial(cfg, parent_run, trial.number, params, record)
-    return {"number": trial.number, "slot": slot, "params": params, "value": record["best_val"],
-            "metric": record["selection_metric"], "best_epoch": record["best_epoch"], "model": paths["model"]}
+    scores = spread([r["best_val"] for r in records])
+    trial.set_user_attr("val_scores", scores["scores"])
+    trial.set_user_attr("val_std", scores["std"])
+    study.tell(trial, scores["mean"])
+    log_trial(cfg, parent_run, trial.number, params, records)
+    return {"number": trial.number, "slot": slot, "params": params, "value": scores["mean"], "std": scores["std"],
+            "metric": records[0]["selection_metric"],
+            "seeds": [{"seed": r["seed"], "value": r["best_val"], "best_epoch": r["best_epoch"], "model": r["model"]}
+                      for r in records]}
 
 
 def close_study(ref: dict[str, str], cfg: TextclfConfig) -> optuna.Study:
@@ -115,12 +132,15 @@ def close_study(ref: dict[str, str], cfg: TextclfConfig) -> optuna.Study:
     return study
 
 
-def best_config(cfg_dict: dict[str, Any], params: dict[str, Any]) -> str:
+def best_config(cfg_dict: dict[str, Any], params: dict[str, Any], verdict: str = "") -> str:
     """The data, model and train sections with the best parameters: a config TrainFlow takes as is,
-    `--config-value config "$(cat best.yaml)"` or `--config config best.yaml`."""
+    `--config-value config "$(cat best.yaml)"` or `--config config best.yaml`. `verdict`: a header
+    line on how the winner scored (`final.describe`)."""
     best = trial_config(cfg_dict, params)
     body = {section: best[section] for section in ("data", "model", "train")}
     header = "# Best TuneFlow trial: " + ", ".join(f"{k}={v}" for k, v in params.items()) + "\n"
+    if verdict:
+        header += f"# {verdict}\n"
     return header + yaml.safe_dump(body, sort_keys=False)
 
 

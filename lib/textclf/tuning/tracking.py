@@ -9,6 +9,7 @@ import optuna
 
 from textclf.config import TextclfConfig, to_dict
 from textclf.registry.tracking import client, experiment
+from textclf.tuning.seeds import spread
 
 
 def start_parent_run(cfg: TextclfConfig, name: str) -> str:
@@ -23,7 +24,9 @@ def start_parent_run(cfg: TextclfConfig, name: str) -> str:
 
 
 def log_trial(cfg: TextclfConfig, parent: str | None, number: int, params: dict[str, Any],
-              record: dict[str, Any] | None) -> None:
+              records: list[dict[str, Any]]) -> None:
+    """A child run: the mean validation score the trial told, its std, each seed's at step = seed,
+    and the validation curves (prefixed `seed<s>_` when it trained more than once); no records: FAILED."""
     from mlflow.entities import Metric, Param
 
     if parent is None:
@@ -33,24 +36,47 @@ def log_trial(cfg: TextclfConfig, parent: str | None, number: int, params: dict[
                        tags={"mlflow.parentRunId": parent, "textclf.trial": str(number)})
     now = int(time.time() * 1000)
     metrics = []
-    if record is not None:
-        metrics.append(Metric(f"best_val_{record['selection_metric']}", record["best_val"], now, 0))
-        for epoch in record["history"]:
-            metrics += [Metric(k, float(v), now, epoch["epoch"]) for k, v in epoch.items()
-                        if k.startswith("val_") and isinstance(v, (int, float)) and math.isfinite(v)]
+    if records:
+        name = f"best_val_{records[0]['selection_metric']}"
+        scores = spread([r["best_val"] for r in records])
+        metrics += [Metric(name, scores["mean"], now, 0), Metric(f"{name}_std", scores["std"], now, 0)]
+        for record in records:
+            metrics.append(Metric(f"{name}_by_seed", record["best_val"], now, record["seed"]))
+            prefix = f"seed{record['seed']}_" if len(records) > 1 else ""
+            for epoch in record["history"]:
+                metrics += [Metric(prefix + k, float(v), now, epoch["epoch"]) for k, v in epoch.items()
+                            if k.startswith("val_") and isinstance(v, (int, float)) and math.isfinite(v)]
     c.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()], metrics=metrics)
-    c.set_terminated(run.info.run_id, "FINISHED" if record is not None else "FAILED")
+    c.set_terminated(run.info.run_id, "FINISHED" if records else "FAILED")
+
+
+def _spread_metrics(name: str, scores: dict[str, Any], now: int) -> list:
+    """`<name>_mean`, `<name>_std`, and the interval's `<name>_ci_low` / `_ci_high` when there is one."""
+    from mlflow.entities import Metric
+
+    values = {f"{name}_mean": scores["mean"], f"{name}_std": scores["std"]}
+    if math.isfinite(scores["low"]):
+        values.update({f"{name}_ci_low": scores["low"], f"{name}_ci_high": scores["high"]})
+    return [Metric(k, v, now, 0) for k, v in values.items()]
 
 
 def finish_parent_run(cfg: TextclfConfig, parent: str, study: optuna.Study, files: list[str],
-                      folds: dict[str, Any] | None) -> None:
+                      folds: dict[str, Any] | None, final: dict[str, Any] | None) -> None:
+    """The study's verdict: the best trial's validation value, the folds' spread, and the winner's
+    validation and test over the final seeds (each seed's at step = its seed)."""
     from mlflow.entities import Metric, Param
 
     c = client(cfg.registry)
     now = int(time.time() * 1000)
     metrics = [Metric("best_value", study.best_value, now, 0)]
     if folds:
-        metrics += [Metric("kfold_mean", folds["mean"], now, 0), Metric("kfold_std", folds["std"], now, 0)]
+        metrics += _spread_metrics("kfold", folds, now)
+    if final:
+        for split in ("val", "test"):
+            name = f"final_{split}_{final['metric']}"
+            metrics += _spread_metrics(name, final[split], now)
+            metrics += [Metric(f"{name}_by_seed", value, now, seed)
+                        for seed, value in zip(final["seeds"], final[split]["scores"])]
     c.log_batch(parent, metrics=metrics, params=[Param(f"best.{k}", str(v)) for k, v in study.best_params.items()])
     for path in files:
         c.log_artifact(parent, path)
