@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
@@ -22,7 +23,7 @@ from textclf.training.sampler import BucketBatchSampler
 from textclf.training.checkpoints import Checkpoints
 from textclf.training.distributed import Dist
 from textclf.training.loop import fit, setup, train_step
-from textclf.training.objective import EmbeddingAttack
+from textclf.training.objective import EmbeddingAttack, make_loss, positive_weights
 from textclf.training.optim import make_optimizer
 
 
@@ -250,6 +251,18 @@ def _tag_rows(n: int) -> list[tuple[str, str]]:
         words = [str(rng.choice(TAGS[t])) for t in chosen]
         rows.append((f"ticket {i}: " + " and ".join(words), "|".join(chosen)))
     return rows
+
+
+def test_class_weights_give_bce_each_labels_negatives_over_positives():
+    labels = [[0], [0, 1], [1], [2]]  # label 3 never occurs: counted as one positive
+    weights = torch.tensor([1.0, 1.0, 3.0, 4.0])
+    assert torch.equal(positive_weights(labels, 4), weights)
+    train = compose(TINY).train
+    logits, y = torch.randn(4, 4), torch.from_numpy(multi_hot(labels, 4))
+    weighted = make_loss(replace(train, class_weights=True), True, labels, 4)(logits, y)
+    assert torch.allclose(weighted, F.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=weights))
+    plain = make_loss(replace(train, class_weights=False), True, labels, 4)(logits, y)
+    assert torch.allclose(plain, F.binary_cross_entropy_with_logits(logits, y.float()))
 
 
 def test_multi_label_training_and_prediction(tmp_path):

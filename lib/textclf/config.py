@@ -135,7 +135,7 @@ class TrainConfig:
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
     loss: str = "ce"  # ce | focal (single-label); bce for multi-label
-    class_weights: bool = False
+    class_weights: bool = False  # single-label: CE weighted by inverse frequency; multi-label: BCE pos_weight = negatives / positives
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     amp: str = "auto"  # auto (bf16 on capable GPUs) | bf16 | off

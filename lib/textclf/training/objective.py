@@ -11,12 +11,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from textclf.config import TrainConfig
+from textclf.evaluation.metrics import multi_hot
 from textclf.training.distributed import unwrap
+
+
+def positive_weights(train_labels: list[list[int]], n_labels: int) -> torch.Tensor:
+    """BCE's `pos_weight` per label: negatives over positives in train (a label never seen counts
+    once), so a rare tag's few positives weigh as much as its many negatives instead of its sigmoid
+    settling at the base rate."""
+    positives = multi_hot(train_labels, n_labels).sum(0).astype(np.float64)
+    return torch.tensor((len(train_labels) - positives) / np.maximum(positives, 1), dtype=torch.float32)
 
 
 def make_loss(cfg: TrainConfig, multi_label: bool, train_labels: list[Any], n_labels: int) -> Callable:
     if multi_label:
-        return lambda logits, y: F.binary_cross_entropy_with_logits(logits, y.float())
+        pos_weight = positive_weights(train_labels, n_labels) if cfg.class_weights else None
+        return lambda logits, y: F.binary_cross_entropy_with_logits(
+            logits.float(), y.float(), pos_weight=pos_weight.to(logits.device) if pos_weight is not None else None)
     weight = None
     if cfg.class_weights:
         counts = np.bincount(np.asarray(train_labels), minlength=n_labels).astype(np.float64)
