@@ -2,10 +2,12 @@
 
     python bench/attributions.py                      # reference: MiniLM fine-tuned on 3k SST-2 rows, 100 dev rows
     python bench/attributions.py --train-rows 500 --eval-rows 20   # a quick check
+    python bench/attributions.py --model .textclf/bench/train/textclf/flow/model --eval-rows 20   # no training
 
 Fine-tunes the packaged MiniLM briefly through the library (SST-2, or the embedded sample when the
 SST-2 copy is absent), then explains the same held-out texts with both methods, for the predicted
-label, and measures each with `textclf.evaluation.faithfulness`: deletion sign agreement (chance
+label (or explains those of `--model`, a folder trained on SST-2, e.g. what bench/train.py saved), and
+measures each with `textclf.evaluation.faithfulness`: deletion sign agreement (chance
 is about 0.5), ERASER comprehensiveness (higher is better) and sufficiency (lower is better), and
 the cost per text on the CPU. One JSON line, both methods side by side.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import ROOT, Timer, emit, log, machine, offline, sst2, sst2_path, stdout_to_stderr
+from common import ROOT, Timer, emit, gold_labels, log, machine, offline, sst2, sst2_path, stdout_to_stderr
 
 WORKDIR = ROOT / ".textclf" / "bench" / "attributions"
 SAMPLE = ROOT / "data" / "sample" / "reviews.csv"
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="minilm-l6")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
+    parser.add_argument("--model", type=Path, default=None, help="a model folder trained on SST-2: no fine-tuning")
     args = parser.parse_args()
     offline()
     import numpy as np
@@ -74,8 +77,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     overrides, texts, dataset = data_overrides(args)
+    if args.model and dataset != "sst2":
+        raise SystemExit(f"bench/attributions.py: --model needs SST-2's held-out texts; none under "
+                         f"{sst2_path('val').parent}")
     with stdout_to_stderr(), Timer() as training:
-        model_dir = fine_tune(args, overrides)
+        model_dir = args.model or fine_tune(args, overrides)
     predictor = Predictor(model_dir, device="cpu")
     sides = {}
     for method in METHODS:
@@ -85,10 +91,14 @@ def main() -> None:
         sides[method]["example"] = {"label": example["label"], "probability": round(example["probability"], 3),
                                     "words": {w: round(s, 4) for w, s in example["words"]}}
     ours, baseline = sides["integrated_gradients"], sides["gradient_x_input"]
-    emit({"bench": "attributions", "dataset": dataset, "backbone": args.backbone, "train_rows": args.train_rows,
-          "epochs": args.epochs, "train_seconds": round(training.seconds, 1), "eval_texts": len(texts),
-          "eval_words": ours["words"], "accuracy_on_eval_texts": None if dataset != "sst2" else round(float(np.mean(
-              predictor.predict_proba(texts).argmax(1) == sst2("val").tail(args.eval_rows)["label"].to_numpy())), 4),
+    trained = {"model": str(args.model)} if args.model else {"backbone": args.backbone, "train_rows": args.train_rows,
+                                                              "epochs": args.epochs, "train_seconds": round(training.seconds, 1)}
+    accuracy = None
+    if dataset == "sst2":  # names against names: the model's labels, and SST-2's 0/1 as those names
+        gold = gold_labels(Path(model_dir), sst2("val").tail(args.eval_rows)["label"].tolist())
+        accuracy = round(float(np.mean([p == g for p, g in zip(predictor.decide(predictor.predict_proba(texts)), gold)])), 4)
+    emit({"bench": "attributions", "dataset": dataset, **trained, "eval_texts": len(texts), "eval_words": ours["words"],
+          "accuracy_on_eval_texts": accuracy,
           **sides,
           "sign_agreement_gain_points": round(100 * (ours["sign_agreement"] - baseline["sign_agreement"]), 1),
           "cost_ratio": round(ours["ms_per_text"] / baseline["ms_per_text"], 1) if baseline["ms_per_text"] else None,

@@ -2,6 +2,7 @@
 
     python bench/augment.py                                      # 1k and 5k rows, seeds 0 1, 2 epochs
     python bench/augment.py --sizes 1000 --seeds 0 --epochs 1    # a quick look
+    python bench/augment.py --sizes 1000 --seeds 0 --epochs 1 --batch-size 16 --val-rows 100 --threads 1   # tests' size
 
 For each training size and seed, the same SST-2 training rows (a seeded sample of train.tsv) are
 preprocessed twice, once plain and once with `data.augment.enabled=true`, and the packaged
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1, help="data.augment.copies")
     parser.add_argument("--augment", default="", help="more data.augment overrides, e.g. 'data.augment.swap=0'")
     parser.add_argument("--backbone", default="minilm-l6")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=0, help="train.threads_per_proc; 0: every core")
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     args = parser.parse_args()
     offline()
@@ -72,7 +75,8 @@ def main() -> None:
             train = write_rows(full.sample(n=size, random_state=seed), args.workdir / "sst2" / f"train-{size}-{seed}.tsv")
             base = (f"data=sst2 data.train={train} data.val={val} data.test={sst2_path('test')} "
                     f"data.dask.scheduler_address=sync model.backbone={args.backbone} train.epochs={args.epochs} "
-                    f"train.seed={seed} train.checkpoint_every_steps=0 artifact_root={args.workdir}")
+                    f"train.seed={seed} train.batch_size={args.batch_size} train.threads_per_proc={args.threads} "
+                    f"train.checkpoint_every_steps=0 artifact_root={args.workdir}")
             for augment in (False, True):
                 extra = f"data.augment.enabled=true data.augment.copies={args.copies} data.augment.seed={seed} " \
                         f"{args.augment}" if augment else ""
@@ -86,7 +90,7 @@ def main() -> None:
         summary[str(size)] = {"plain": round(float(np.mean(plain)), 4), "augmented": round(float(np.mean(aug)), 4),
                               "gain": round(float(np.mean(aug) - np.mean(plain)), 4),
                               "gain_per_seed": [round(a - p, 4) for a, p in zip(aug, plain)]}
-    emit({"bench": "augment", "backbone": args.backbone, "epochs": args.epochs, "copies": args.copies,
+    emit({"bench": "augment", "backbone": args.backbone, "epochs": args.epochs, "batch_size": args.batch_size, "copies": args.copies,
           "seeds": args.seeds, "summary": summary, "runs": runs, "machine": machine()})
 
 

@@ -50,6 +50,19 @@ def sst2(split: str, rows: int | None = None) -> pd.DataFrame:
     return frame.head(rows) if rows else frame
 
 
+def gold_labels(folder: Path, ids: list[int]) -> list[str]:
+    """SST-2's 0/1 as the names the model in `folder` predicts: its ids as strings, or
+    config/data/sst2.yaml's names. A model whose labels are neither would score 0 % on every side
+    and compare as equal, so the benchmark stops instead."""
+    labels = set(json.loads((folder / "config.json").read_text())["id2label"].values())
+    for names in ({0: "0", 1: "1"}, {0: "negative", 1: "positive"}):
+        if set(names.values()) == labels:
+            return [names[int(i)] for i in ids]
+    raise SystemExit(f"bench/{Path(sys.argv[0]).name}: the model's labels {sorted(labels)} are neither SST-2's ids (0, 1) "
+                     f"nor its names (negative, positive): train it on SST-2 (bench/train.py or data=sst2), or "
+                     f"accuracy would compare nothing")
+
+
 def machine() -> dict[str, Any]:
     """Enough to tell two figures apart: cores, threads, CPU, versions, and how busy the box was."""
     import torch

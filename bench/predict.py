@@ -10,6 +10,8 @@ run in this folder's Metaflow store, i.e. what `bash scripts/quickstart.sh` trai
 needs no training of its own; with neither it prints a `skipped` line. The rows: SST-2's test
 sentences (`bench/common.py`), else the embedded sample's texts, repeated up to `--rows`. All sides
 get the same batch size; PredictFlow cuts the file into `--shard-rows` shards scored side by side.
+On SST-2 each side's accuracy is reported too (null on the sample, which has no labels here): a model
+trained on other labels stops the bench, as in bench/serve.py. `--rows 100` is the tiny size tests run.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import ROOT, Timer, emit, log, machine, offline, ratio, sst2, sst2_path
+from common import ROOT, Timer, emit, gold_labels, log, machine, offline, ratio, sst2, sst2_path
 
 # The baseline: one process that reads the file, runs the pipeline and writes labels and scores.
 PIPELINE = """
@@ -53,12 +55,19 @@ def latest_trained_model() -> str | None:
     return run.pathspec if run is not None else None
 
 
-def texts(rows: int) -> tuple[list[str], str]:
+def texts(rows: int) -> tuple[list[str], list[int] | None, str]:
+    """`rows` texts (the source repeated), SST-2's 0/1 labels of them (None for the sample), the source."""
     if sst2_path("test").exists():
-        base, name = sst2("test")["text"].tolist(), "SST-2 test"
+        frame, name = sst2("test"), "SST-2 test"
+        base, ids = frame["text"].tolist(), frame["label"].tolist()
     else:
-        base, name = pd.read_csv(ROOT / "data" / "sample" / "reviews.csv")["text"].tolist(), "embedded sample"
-    return (base * (-(-rows // len(base))))[:rows], name
+        base, ids, name = pd.read_csv(ROOT / "data" / "sample" / "reviews.csv")["text"].tolist(), None, "embedded sample"
+    reps = -(-rows // len(base))
+    return (base * reps)[:rows], (ids * reps)[:rows] if ids else None, name
+
+
+def accuracy(labels: pd.Series, gold: list[str] | None) -> float | None:
+    return round(float((labels.astype(str).to_numpy() == gold).mean()), 4) if gold else None
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -87,7 +96,8 @@ def main() -> None:
     from textclf.registry.resolution import resolve_model
 
     folder = resolve_model(model).path  # every side loads the same local folder
-    rows, name = texts(args.rows)
+    rows, ids, name = texts(args.rows)
+    gold = gold_labels(Path(folder), ids) if ids else None
     shard_rows = args.shard_rows or -(-len(rows) // (os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         source = Path(tmp, "texts.csv")
@@ -105,14 +115,17 @@ def main() -> None:
         pipe_s = timed([sys.executable, "-c", PIPELINE, folder, str(source), f"{tmp}/pipe.parquet",
                            str(args.batch_size)])
         ours, theirs = pd.read_parquet(f"{tmp}/cli.parquet"), pd.read_parquet(f"{tmp}/pipe.parquet")
+        flow = pd.concat([pd.read_parquet(Path(tmp, "flow", part)) for part in manifest["parts"]])
     per_s = {side: round(len(rows) / s, 1) for side, s in
              [("textclf_predict", cli_s), ("predict_flow", flow_s), ("pipeline", pipe_s)]}
     emit({
         "bench": "predict", "model": model, "rows": len(rows), "source": name, "batch_size": args.batch_size,
-        "textclf_predict": {"rows_per_s": per_s["textclf_predict"], "seconds": round(cli_s, 1)},
+        "textclf_predict": {"rows_per_s": per_s["textclf_predict"], "seconds": round(cli_s, 1),
+                            "accuracy": accuracy(ours["label"], gold)},
         "predict_flow": {"rows_per_s": per_s["predict_flow"], "seconds": round(flow_s, 1),
-                         "shards": manifest["shards"], "rows_per_s_from_start_step": manifest["rows_per_s"]},
-        "pipeline": {"rows_per_s": per_s["pipeline"], "seconds": round(pipe_s, 1)},
+                         "shards": manifest["shards"], "rows_per_s_from_start_step": manifest["rows_per_s"],
+                         "accuracy": accuracy(flow["label"], gold)},
+        "pipeline": {"rows_per_s": per_s["pipeline"], "seconds": round(pipe_s, 1), "accuracy": accuracy(theirs["label"], gold)},
         "ratio": ratio(per_s["textclf_predict"], per_s["pipeline"]),
         "ratio_flow": ratio(per_s["predict_flow"], per_s["pipeline"]),
         "label_agreement": round(float((ours["label"].to_numpy() == theirs["label"].to_numpy()).mean()), 4),

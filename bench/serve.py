@@ -1,8 +1,9 @@
 """Serving speed: textclf's Predictor (PyTorch and ONNX int8) vs `transformers.pipeline`, plus the
 latency of one text through the running HTTP API.
 
-    python bench/serve.py --model .textclf/bench/train/textclf/model     # what bench/train.py saved
+    python bench/serve.py --model .textclf/bench/train/textclf/flow/model   # what bench/train.py saved (the default)
     python bench/serve.py --model TrainFlow/123 --rows 2000 --threads 2
+    python bench/serve.py --rows 100 --requests 0 --skip-default-pipeline    # the tiny size tests run
 
 Throughput: every SST-2 test sentence (repeated up to --rows), end to end (tokenize, batch, model,
 probabilities), the same texts and thread budget on both sides; accuracy against SST-2 labels.
@@ -23,9 +24,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from common import ROOT, Timer, emit, log, machine, offline, ratio, require_sst2, sst2, stdout_to_stderr
+from common import ROOT, Timer, emit, gold_labels, log, machine, offline, ratio, require_sst2, sst2, stdout_to_stderr
 
-DEFAULT_MODEL = ROOT / ".textclf" / "bench" / "train" / "textclf" / "model"
+DEFAULT_MODEL = ROOT / ".textclf" / "bench" / "train" / "textclf" / "flow" / "model"  # bench/train.py's `flow`
 
 
 def throughput(predict: Callable[[list[str]], list[str]], texts: list[str], truth: list[str]) -> dict[str, Any]:
@@ -34,21 +35,6 @@ def throughput(predict: Callable[[list[str]], list[str]], texts: list[str], trut
         labels = predict(texts)
     return {"texts_per_s": round(len(texts) / t.seconds, 1), "seconds": round(t.seconds, 2),
             "accuracy": round(float(np.mean([p == y for p, y in zip(labels, truth)])), 4)}
-
-
-def gold_labels(folder: Path, ids: list[int]) -> list[str]:
-    """SST-2's 0/1 as the names the model predicts: its ids as strings, or config/data/sst2.yaml's
-    names. A model whose labels are neither would score 0 % on both sides and compare as equal, so
-    the benchmark stops instead."""
-    import json
-
-    labels = set(json.loads((folder / "config.json").read_text())["id2label"].values())
-    for names in ({0: "0", 1: "1"}, {0: "negative", 1: "positive"}):
-        if set(names.values()) == labels:
-            return [names[int(i)] for i in ids]
-    raise SystemExit(f"bench/serve.py: the model's labels {sorted(labels)} are neither SST-2's ids (0, 1) nor its "
-                     f"names (negative, positive): train it on SST-2 (bench/train.py or data=sst2), or accuracy "
-                     f"would compare nothing")
 
 
 def textclf_side(folder: Path, variant: str, batch_size: int) -> Callable[[list[str]], list[str]]:
@@ -139,7 +125,9 @@ def measure_all(folder: Path, texts: list[str], truth: list[str], args: argparse
         log(f"throughput: {name}")
         n = args.batch1_rows if name == "pipeline_batch1" else len(texts)  # one text per pass: slow, a sample
         sides[name] = throughput(make(), texts[:n], truth[:n])
-    return sides, http_latency(str(folder), "onnx-int8", texts, args.requests)
+    latency = http_latency(str(folder), "onnx-int8", texts, args.requests) if args.requests \
+        else {"skipped": "--requests 0"}
+    return sides, latency
 
 
 def main() -> None:
@@ -148,7 +136,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=0, help="texts to score (SST-2 test repeated); 0: the 872 once")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch / onnxruntime threads")
-    parser.add_argument("--requests", type=int, default=500, help="HTTP requests for the latency figures")
+    parser.add_argument("--requests", type=int, default=500, help="HTTP requests for the latency figures; 0: none")
     parser.add_argument("--skip-default-pipeline", action="store_true", help="skip pipeline() at its default batch 1")
     parser.add_argument("--batch1-rows", type=int, default=200, help="texts for pipeline() at batch 1 (it is slow)")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
     python bench/train.py                                   # reference: 20k SST-2 rows, 1 epoch, batch 32
     python bench/train.py --train-rows 2000 --variants flow # a quick check
+    python bench/train.py --train-rows 1500 --batch-size 16 --val-rows 100 --variants 1x1 --skip-hf   # tests' size
 
 Both sides get the same rows (textclf's preprocessed train split, SST-2's test set for accuracy),
 the same backbone (`minilm-l6`), hyperparameters (lr, decay, warmup, schedule, clipping, batch,

@@ -16,6 +16,7 @@ offline, telemetry-free defaults before the step's own code runs.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from metaflow import FlowMutator, current, namespaced_event_name, trigger, user_step_decorator
@@ -100,6 +101,13 @@ def name_single_node_gang(flow: Any) -> None:
         flow._control_mapper_tasks
     except AttributeError:
         flow._control_mapper_tasks = [f"{current.run_id}/{current.step_name}/{current.task_id}"]
+
+
+def side_by_side(branches: int) -> int:
+    """How many of a foreach's `branches` share this machine's cores: all of them on a local run
+    (Metaflow's local runtime starts up to `--max-workers`, 16 by default, tasks at once), one in a
+    Kubernetes pod (each has its own `@resources`, so nothing changes there)."""
+    return 1 if "METAFLOW_KUBERNETES_WORKLOAD" in os.environ else max(1, branches)
 
 
 def run_config(flow: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ importing torch, transformers and Dask for steps that do not need them costs sec
 """
 from metaflow import Config, FlowSpec, Parameter, card, current, exit_hook, parallel, project, resources, retry, step
 
-from textclf_steps import name_single_node_gang, retrained_by_monitor, run_config, settings, textclf_steps
+from textclf_steps import (name_single_node_gang, retrained_by_monitor, run_config, settings, side_by_side,
+                           textclf_steps)
 
 
 @project(name="textclf")
@@ -79,7 +80,8 @@ class TrainFlow(FlowSpec):
 
         self.training = train_model(settings(self), self.manifest, self.paths,
                                     nnodes=current.parallel.num_nodes, node_rank=current.parallel.node_index,
-                                    master_addr=current.parallel.main_ip, mlflow_run_id=self.mlflow_run_id)
+                                    master_addr=current.parallel.main_ip, mlflow_run_id=self.mlflow_run_id,
+                                    concurrent=side_by_side(current.parallel.num_nodes))
         name_single_node_gang(self)
         self.next(self.join_train)
 

@@ -10,8 +10,10 @@ it (`textclf.tuning.sealing`). Then `tune.trials_per_round` branches run side by
 one trial per round (ask -> train `tune.seeds` times -> tell the mean validation score) and loops
 to the next round while the budget (`tune.max_trials`, `tune.max_minutes`) lasts. Every ask sees
 all trials told before it. The search space is `tune.space` (single keys) and `tune.recipes`
-(named bundles of keys, one `recipe` dimension). The best parameters become `best.yaml`, a config
-TrainFlow takes unchanged:
+(named bundles of keys, one `recipe` dimension). On a local run the branches share this machine's
+cores: each trains with cores / branches threads (a pod per trial under Kubernetes keeps its own
+`@resources`), as more threads than cores cost far more than a fair share (`bench/tune.py`). The
+best parameters become `best.yaml`, a config TrainFlow takes unchanged:
 
     python flows/train_flow.py --config-value config "$(cat <artifact_root>/TuneFlow/<run>/best.yaml)" run
 
@@ -22,7 +24,7 @@ header report validation and test as mean ± std over those seeds, with test's 9
 """
 from metaflow import Config, FlowSpec, card, current, project, resources, step
 
-from textclf_steps import run_config, settings, textclf_steps
+from textclf_steps import run_config, settings, side_by_side, textclf_steps
 
 
 @project(name="textclf")
@@ -73,7 +75,8 @@ class TuneFlow(FlowSpec):
         tune = settings(self).tune
         self.round = getattr(self, "round", -1) + 1
         slot = self.round * tune.trials_per_round + self.input
-        result = run_trial(self.cfg, self.study, self.manifest, self.run_key, slot, self.mlflow_run)
+        result = run_trial(self.cfg, self.study, self.manifest, self.run_key, slot, self.mlflow_run,
+                           concurrent=side_by_side(len(self.branches)))
         print(f"trial {result['number']}: {result['metric']}={result['value']:.4f}")
         self.results = getattr(self, "results", []) + [result]
         self.more = "yes" if has_budget(tune, slot + tune.trials_per_round, self.started) else "no"
@@ -117,7 +120,8 @@ class TuneFlow(FlowSpec):
 
         k, seed = len(self.fold_ids), self.cfg["train"]["seed"]  # the folds are the data's, not a candidate's
         manifest = fold_manifest(self.manifest, k, self.input, self.paths["data"], seed)
-        record = train_seed(self.cfg, self.best["params"], manifest, self.run_key, f"fold-{self.input}", 0)
+        record = train_seed(self.cfg, self.best["params"], manifest, self.run_key, f"fold-{self.input}", 0,
+                            side_by_side(k))
         self.fold_score = record["best_val"]
         self.next(self.fold_join)
 
@@ -149,7 +153,8 @@ class TuneFlow(FlowSpec):
         from textclf.tuning.final import final_run
         from textclf.tuning.sealing import unsealed
 
-        self.final_seed = final_run(self.cfg, self.best["params"], unsealed(self.manifest), self.run_key, self.input)
+        self.final_seed = final_run(self.cfg, self.best["params"], unsealed(self.manifest), self.run_key, self.input,
+                                    side_by_side(len(self.final_ids)))
         seed = self.final_seed
         print(f"seed {seed['seed']}: validation {seed['val']:.4f}, test {seed['test']:.4f}")
         self.next(self.final_join)

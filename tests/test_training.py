@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from sklearn.metrics import f1_score
 
-from conftest import SANDBOX, TINY, toy_rows, write_csv
+from conftest import ROOT, SANDBOX, TINY, toy_rows, write_csv
 from support.gcs_emulator import gcs  # noqa: F401  (the fixture)
 from textclf.config import compose, to_dict
 from textclf.evaluation.metrics import multi_hot
@@ -22,6 +23,7 @@ from textclf.data.preprocess import preprocess
 from textclf.training.sampler import BucketBatchSampler
 from textclf.training.checkpoints import Checkpoints
 from textclf.training.distributed import Dist
+from textclf.training.launcher import run_paths, threads_per_proc, train_model
 from textclf.training.loop import fit, setup, train_step
 from textclf.training.objective import EmbeddingAttack, make_loss, positive_weights
 from textclf.training.optim import make_optimizer
@@ -90,7 +92,6 @@ print("rank", dist.get_rank(), hashlib.sha256(model.embeddings.word_embeddings.w
 def test_ranks_on_a_fresh_machine_build_one_tiny_backbone_and_keep_their_random_state(tmp_path):
     """Every pod starts with an empty cache: ranks building the backbone at once under a process group
     (where transformers' save_pretrained writes nothing on rank 1) must all load the same weights."""
-    import os
     import subprocess
     import sys
 
@@ -102,6 +103,36 @@ def test_ranks_on_a_fresh_machine_build_one_tiny_backbone_and_keep_their_random_
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     digests = dict(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("rank "))
     assert set(digests) == {"0", "1"} and len(set(digests.values())) == 1, done.stdout
+
+
+# --------------------------------------------------------------------------- thread budget
+
+def test_trainings_side_by_side_split_the_cores_and_threads_per_proc_wins(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert threads_per_proc(0, nproc=1) == 2
+    assert threads_per_proc(0, nproc=1, concurrent=2) == 1  # two local TuneFlow trials on 2 cores
+    assert threads_per_proc(0, nproc=2, concurrent=2) == 1  # never below one
+    assert threads_per_proc(3, nproc=1, concurrent=2) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert threads_per_proc(0, nproc=2, concurrent=2) == 4
+
+
+def test_local_foreach_branches_share_the_cores_and_kubernetes_pods_keep_theirs(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "flows"))
+    from textclf_steps import side_by_side
+
+    monkeypatch.delenv("METAFLOW_KUBERNETES_WORKLOAD", raising=False)
+    assert side_by_side(3) == 3
+    monkeypatch.setenv("METAFLOW_KUBERNETES_WORKLOAD", "1")
+    assert side_by_side(3) == 1
+
+
+def test_the_rank_trains_with_the_threads_the_launcher_chose(toy_setup, tmp_path):
+    """Before, the worker set torch's threads to cores / ranks whatever the launcher exported."""
+    cfg, manifest = toy_setup
+    cfg = replace(cfg, artifact_root=str(tmp_path), train=replace(cfg.train, threads_per_proc=0, epochs=1))
+    record = train_model(cfg, manifest, run_paths(cfg, "test", "threads"), concurrent=os.cpu_count() or 1)
+    assert record["threads"] == 1
 
 
 # --------------------------------------------------------------------------- optimizer

@@ -144,7 +144,7 @@ class TrainConfig:
     calibrate: bool = True  # single-label: fit a temperature on val after training (evaluation/calibration.py)
     checkpoint_every_steps: int = 200  # 0: only at epoch ends
     nproc_per_node: int = 0  # 0: one per GPU, else one per two CPU cores
-    threads_per_proc: int = 0  # 0: cores / processes
+    threads_per_proc: int = 0  # 0: cores / (processes x trainings side by side on this machine)
     bucket_batches: int = 50  # length-bucketing window, in batches
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 

@@ -37,7 +37,10 @@ class Dist:
 
 
 def default_threads() -> int:
-    """The cores of this node split evenly between its ranks."""
+    """The launcher's choice (`OMP_NUM_THREADS`, set for every rank: it knows which trainings share
+    the cores), else the cores of this node split evenly between its ranks."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 

@@ -54,23 +54,34 @@ def torchrun_command(spec_path: str, nproc: int, nnodes: int = 1, node_rank: int
     return cmd + ["-m", WORKER, spec_path, *(extra or [])]
 
 
-def run_torchrun(spec_path: str, nproc: int, threads_per_proc: int = 0, **rendezvous) -> None:
-    """Run training to completion; a failing rank fails this call with its exit status."""
+def threads_per_proc(requested: int, nproc: int, concurrent: int = 1) -> int:
+    """`train.threads_per_proc`, else this machine's cores split between the processes of every
+    training running on it at once: `concurrent` > 1 for a foreach's branches that run locally side
+    by side. More threads than cores cost far more than a fair share: libgomp's idle threads spin at
+    each barrier on the cores the others need (two TuneFlow trials on 2 cores used 304-327 CPU
+    seconds each with 2 threads, 74-83 with 1, for the same training; `bench/tune.py`)."""
+    return requested or max(1, (os.cpu_count() or 1) // (nproc * max(1, concurrent)))
+
+
+def run_torchrun(spec_path: str, nproc: int, threads: int, **rendezvous) -> None:
+    """Run training to completion; a failing rank fails this call with its exit status. Each rank
+    runs `threads` OpenMP / MKL threads (the worker takes its torch thread count from the same)."""
     env = dict(os.environ)
-    cores = os.cpu_count() or 1
-    env["OMP_NUM_THREADS"] = str(threads_per_proc or max(1, cores // nproc))
+    env["OMP_NUM_THREADS"] = str(threads)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     cmd = torchrun_command(spec_path, nproc, **rendezvous)
-    print("launching:", " ".join(cmd), flush=True)
+    print(f"launching ({nproc} x {threads} threads):", " ".join(cmd), flush=True)
     done = subprocess.run(cmd, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"training failed (torchrun exit status {done.returncode}); see the log above")
 
 
 def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, str], nnodes: int = 1,
-                node_rank: int = 0, master_addr: str | None = None, mlflow_run_id: str | None = None) -> dict[str, Any]:
+                node_rank: int = 0, master_addr: str | None = None, mlflow_run_id: str | None = None,
+                concurrent: int = 1) -> dict[str, Any]:
     """Fine-tune on the manifest's shards with torchrun; returns the rank-0 training record.
-    With `mlflow_run_id`, rank 0 logs its step and epoch metrics into that MLflow run."""
+    With `mlflow_run_id`, rank 0 logs its step and epoch metrics into that MLflow run; `concurrent`:
+    trainings sharing this machine's cores at once (see `threads_per_proc`)."""
     remote = is_remote(paths["root"])
     spec = {"config": to_dict(cfg), "manifest": manifest, "output": paths["model"],
             "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"], "mlflow_run_id": mlflow_run_id,
@@ -80,7 +91,7 @@ def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, s
     Path(paths["spec"]).write_text(json.dumps(spec, indent=2))
     nproc = default_nproc(cfg.train.nproc_per_node)
     rendezvous = {"nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr} if nnodes > 1 else {}
-    run_torchrun(paths["spec"], nproc, cfg.train.threads_per_proc, **rendezvous)
+    run_torchrun(paths["spec"], nproc, threads_per_proc(cfg.train.threads_per_proc, nproc, concurrent), **rendezvous)
     if node_rank != 0:
         return {}
     record = Path(paths["checkpoint_dir"]) / "model" / "training.json" if is_remote(paths["model"]) \

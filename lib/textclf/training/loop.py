@@ -299,7 +299,7 @@ def finish(t: Trainer) -> dict[str, Any]:
               "selection_metric": t.metric_name, "threshold": threshold, **calibration, "steps": p.step,
               "train_samples": p.samples, "train_seconds": p.train_seconds,
               "train_samples_per_s": p.samples / max(p.train_seconds, 1e-9),
-              "world_size": t.d.world_size, "device": str(t.d.device),
+              "world_size": t.d.world_size, "threads": torch.get_num_threads(), "device": str(t.d.device),
               "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off", "model_uri": spec["output"]}
     if t.d.main:
         local = Path(spec["output"]) if not is_remote(spec["output"]) else Path(spec["checkpoint_dir"]) / "model"

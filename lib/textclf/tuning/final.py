@@ -12,10 +12,10 @@ from textclf.tuning.seeds import spread, train_seed
 
 
 def final_run(cfg_dict: dict[str, Any], params: dict[str, Any], manifest: dict[str, Any], run_key: str,
-              i: int) -> dict[str, Any]:
+              i: int, concurrent: int = 1) -> dict[str, Any]:
     """Seed i of the winner (`manifest`: unsealed): its validation score, then its one test score,
-    by the metric training selected on."""
-    record = train_seed(cfg_dict, params, manifest, run_key, "final", i)
+    by the metric training selected on. `concurrent`: seeds training side by side on this machine."""
+    record = train_seed(cfg_dict, params, manifest, run_key, "final", i, concurrent)
     metric = record["selection_metric"]
     scored = score_split(load_predictor(record["model"]), manifest["shards"]["test"])
     test = quick_metrics(scored.truth, scored.probs, scored.multi_label, scored.threshold)[metric]

@@ -18,14 +18,15 @@ from textclf.tuning.space import trial_config
 
 
 def train_seed(cfg_dict: dict[str, Any], params: dict[str, Any], manifest: dict[str, Any], run_key: str,
-               name: str, i: int) -> dict[str, Any]:
+               name: str, i: int, concurrent: int = 1) -> dict[str, Any]:
     """Train the config with `params` and seed train.seed + i under `<run>/<name>/seed-<i>`; the
-    training record with the `seed` used and the `model` folder added."""
+    training record with the `seed` used and the `model` folder added. `concurrent`: trainings
+    sharing this machine's cores at once (`textclf.training.launcher.threads_per_proc`)."""
     seeded = trial_config(cfg_dict, params)
     seeded["train"]["seed"] += i
     cfg = from_dict(seeded)
     paths = run_paths(cfg, "TuneFlow", f"{run_key}/{name}/seed-{i}")
-    return {**train_model(cfg, manifest, paths), "seed": cfg.train.seed, "model": paths["model"]}
+    return {**train_model(cfg, manifest, paths, concurrent=concurrent), "seed": cfg.train.seed, "model": paths["model"]}
 
 
 def spread(scores: list[float]) -> dict[str, Any]:

@@ -92,8 +92,9 @@ def _retry_earlier_attempt(study: optuna.Study, slot: int) -> None:
 
 
 def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str, Any], run_key: str, slot: int,
-              parent_run: str | None) -> dict[str, Any]:
-    """Ask, train on the shards, tell. A failure is told as FAIL, logged, and raised."""
+              parent_run: str | None, concurrent: int = 1) -> dict[str, Any]:
+    """Ask, train on the shards, tell. A failure is told as FAIL, logged, and raised. `concurrent`:
+    trials sharing this machine's cores at once (the training threads are split between them)."""
     cfg = from_dict(cfg_dict)
     space = search_space(cfg)
     study = load_study(ref, cfg.tune, space, seed=slot)
@@ -105,7 +106,8 @@ def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str,
     try:
         if str(slot) in os.environ.get(FAIL_SLOTS_ENV, "").split(","):
             raise TextclfError(f"trial {trial.number}: failure injected by {FAIL_SLOTS_ENV}")
-        records = [train_seed(cfg_dict, params, manifest, run_key, f"trial-{trial.number:03d}", i)
+        records = [train_seed(cfg_dict, params, manifest, run_key, f"trial-{trial.number:03d}", i,
+                              concurrent)
                    for i in range(cfg.tune.seeds)]
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
