@@ -37,6 +37,7 @@ class TrainFlow(FlowSpec):
 
         from textclf.data.sources import check_sources
         from textclf.monitoring.retraining import with_data
+        from textclf.registry.golden import check_golden
         from textclf.registry.naming import data_task, registry_name
         from textclf.registry.tracking import start_run
         from textclf.training.launcher import run_paths
@@ -45,6 +46,7 @@ class TrainFlow(FlowSpec):
         if self.retrain_data:
             self.cfg = with_data(self.cfg, json.loads(self.retrain_data))
         found = check_sources(settings(self).data)  # seconds: a file that cannot work stops the run here
+        check_golden(settings(self).registry, settings(self).data)  # and so does a golden set that cannot
         name, why = registry_name(settings(self).registry, data_task(settings(self).data, found), self.cfg["branch"])
         self.cfg["registry"]["model_name"] = name  # a champion of another task stops the run now, not after training
         print(f"registers as {name} ({why}; @project branch {self.cfg['branch']})")

@@ -255,16 +255,24 @@ def _register_with_golden(trained_run, name: str, golden: Path, model: str | Pat
     return register(cfg, mlflow_run, str(model), manifest, trained_run.pathspec)
 
 
-def test_the_golden_set_decides_even_when_the_test_split_points_the_other_way(trained_run, tmp_path):
+def test_the_golden_set_decides_even_when_the_test_split_points_the_other_way(trained_run, tmp_path, monkeypatch):
     """Champion: the trained model with its labels swapped; golden rows labelled the other way round,
     so the champion is right on them and the (much better on the test split) candidate wrong."""
+    from textclf.model.predictor import Predictor
+
     model = trained_run["end"].task["model_uri"].data
     golden = write_csv(tmp_path / "golden.csv", [(text, {"positive": "negative", "negative": "positive"}[label])
                                                  for text, label in toy_rows(40, seed=23)])
     name = "golden-gate"
     first = _register_with_golden(trained_run, name, golden, _label_swapped(model, tmp_path / "swapped"))
     assert (first["alias"], first["reason"], first["golden"]) == ("champion", "no champion yet", str(golden))
+    loads: list[str] = []
+    real_init = Predictor.__init__
+    monkeypatch.setattr(Predictor, "__init__", lambda self, folder, *a, **k: (loads.append(str(folder)),
+                                                                             real_init(self, folder, *a, **k))[1])
     second = _register_with_golden(trained_run, name, golden, model)
+    # The champion is scored now on both sets, from one load; the candidate's test scores were stored.
+    assert len(loads) == 2 and len(set(loads)) == 2, loads
     assert second["candidate"] > 0.8 and second["champion"] < 0.2  # the test split says: far better
     assert second["golden_candidate"] < 0.2 and second["golden_champion"] > 0.8  # the pinned rows: far worse
     assert second["alias"] == "challenger" and second["previous_champion"] == first["version"]
@@ -299,6 +307,16 @@ def test_a_bad_golden_row_stops_the_gate_before_anything_is_registered(trained_r
     with pytest.raises(TextclfError, match=rf"{golden} {message}"):
         _register_with_golden(trained_run, "golden-refused", golden, trained_run["end"].task["model_uri"].data)
     assert not MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_registered_models("name = 'golden-refused'")
+
+
+def test_a_golden_row_without_text_stops_the_flow_in_start_before_training(toy_csv, tmp_path):
+    rows = toy_rows(10, seed=31)
+    golden = write_csv(tmp_path / "golden.csv", rows[:4] + [("", "positive")] + rows[4:])
+    done = run_flow("train_flow.py", f"data.source={toy_csv} {TINY} registry.golden={golden}", check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and f"{golden} row 5 (registry.golden): empty text" in output, output[-3000:]
+    assert "Traceback" not in output
+    assert {step.id for step in latest_run("TrainFlow")} == {"start"}
 
 
 def test_live_metrics_stop_with_one_warning_when_tracking_fails(tmp_path, capsys):

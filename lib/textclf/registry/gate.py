@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -26,7 +26,7 @@ from textclf.config import from_dict
 from textclf.data.shards import read_split
 from textclf.errors import TextclfError
 from textclf.evaluation.metrics import quick_metrics, resolve_metric
-from textclf.evaluation.scoring import SPLIT_COLUMNS, StoredScores, stored_scores
+from textclf.evaluation.scoring import SPLIT_COLUMNS, StoredScores, load_predictor, stored_scores
 from textclf.registry.golden import read_golden
 from textclf.registry.mlflow_model import FOLDER, save_pyfunc, stage_folder
 from textclf.registry.model_card import write_model_card
@@ -39,22 +39,21 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def gate_score(model_path: str | Path, rows: str | pd.DataFrame, id2label: dict[Any, str], metric: str,
-               multi_label: bool, who: str = "the candidate") -> float:
+               multi_label: bool, who: str = "the candidate", load: Callable[[], Any] | None = None) -> float:
     """`metric` of a model on `rows` (a test split's shard URI, or rows already read: `text` and
     `label` ids of `id2label`, as the golden set), from the raw texts with the model's own tokenizer,
     with gold labels matched by name (the champion's label ids need not match the candidate's).
     On a split, the candidate's probabilities are the ones its run stored (`scoring.stored_scores`:
     the very rows, through the same tokenizer); a model without stored scores for them is scored now.
     A model of the other kind (single- vs multi-label), or one that knows none of the data's labels,
-    solves another task: no score (it would be 0 and always lose), a clear error."""
+    solves another task: no score (it would be 0 and always lose), a clear error. `load`: where the
+    model comes from when it must be scored now (the gate passes one that loads each model once)."""
     import numpy as np
 
     frame = read_split(rows, SPLIT_COLUMNS) if isinstance(rows, str) else rows
     head = stored_scores(str(model_path), frame) if isinstance(rows, str) else None  # or the model itself
     if head is None:
-        from textclf.model.predictor import Predictor
-
-        head = Predictor(model_path)
+        head = load() if load else load_predictor(str(model_path))
     if head.multi_label != multi_label or not set(head.labels) & set(id2label.values()):
         kind = {True: "multi-label", False: "single-label"}
         raise TextclfError(
@@ -87,12 +86,14 @@ def _current_champion(c, name: str):
 
 def _scores(score, folder: Path, champion_path: Path | None, test_shard: str,
             golden: pd.DataFrame | None, who: str) -> dict[str, float | None]:
-    """Candidate and champion on the test split and, when configured, on the golden set (None: not scored)."""
+    """Candidate and champion on the test split and, when configured, on the golden set (None: not
+    scored). A model that both sets must score now (the champion) is loaded once for both."""
     models = {"candidate": (folder, "the candidate"), "champion": (champion_path, who)}
     found: dict[str, float | None] = {}
     for key, (path, name) in models.items():
-        found[key] = None if path is None else score(path, test_shard, who=name)
-        found[f"golden_{key}"] = None if path is None or golden is None else score(path, golden, who=name)
+        load = cache(partial(load_predictor, str(path)))
+        found[key] = None if path is None else score(path, test_shard, who=name, load=load)
+        found[f"golden_{key}"] = None if path is None or golden is None else score(path, golden, who=name, load=load)
     return found
 
 
