@@ -75,14 +75,20 @@ def external_references(html: str) -> list[str]:
     return [m.group(2) for m in _FETCHING.finditer(html)] + [m.group(1) for m in _CSS_IMPORT.finditer(html)]
 
 
-def run_reports(parameters: dict[str, Any], output_dir: str | Path,
-                names: tuple[str, ...] = REPORTS) -> dict[str, dict[str, Path]]:
-    """Execute and render each notebook; returns name -> {"ipynb": path, "html": path}."""
-    out = {}
-    for name in names:
-        executed = execute(name, output_dir, parameters)
-        out[name] = {"ipynb": executed, "html": render_html(executed)}
-    return out
+def run_reports(parameters: dict[str, Any], output_dir: str | Path, names: tuple[str, ...] = REPORTS,
+                workers: int | None = None) -> dict[str, dict[str, Path]]:
+    """Execute and render each notebook, `workers` at once (default: all); returns name ->
+    {"ipynb": path, "html": path}. Side by side by default: most of a report's time is its kernel
+    starting and importing pandas, plotting and the library, which the others need not wait for
+    (`bench/flow.py --notebooks` measures both ways). The first failure is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def report(name: str) -> dict[str, Path]:
+        executed = execute(name, output_dir, parameters)  # papermill is thread-safe without a cwd
+        return {"ipynb": executed, "html": render_html(executed)}
+
+    with ThreadPoolExecutor(max_workers=workers or len(names)) as pool:
+        return dict(zip(names, pool.map(report, names)))
 
 
 def strip_outputs(path: str | Path) -> bool:
