@@ -80,6 +80,36 @@ def test_the_batcher_answers_everyone_but_the_poisoned_request(model_uri):
         np.testing.assert_allclose(probs[0], expected, atol=1e-4)
 
 
+def test_without_a_wait_requests_that_queue_during_a_pass_share_the_next_one():
+    """Batching without a wait (the default, batch_wait_ms 0, so a lone request is not held back)
+    still batches: requests that arrive while a pass runs are scored together in the next one."""
+    from types import SimpleNamespace
+
+    from textclf.serve.batching import MicroBatcher
+
+    running, release, passes = threading.Event(), threading.Event(), []
+
+    def predict_proba(texts):
+        passes.append(list(texts))
+        running.set()
+        release.wait(30)
+        return np.zeros((len(texts), 2), np.float32)
+
+    served = SimpleNamespace(lock=threading.Lock(), predictor=SimpleNamespace(predict_proba=predict_proba))
+    batcher = MicroBatcher(lambda: served, max_batch=64, wait_ms=ServeConfig().batch_wait_ms)
+    batcher.start()
+    try:
+        first = batcher.submit(["first"])
+        assert running.wait(30)  # scored alone, while nothing else had arrived
+        later = [batcher.submit([f"later {i}"]) for i in range(5)]
+        release.set()
+        assert all(f.result(timeout=30)[1].shape == (1, 2) for f in [first, *later])
+    finally:
+        release.set()
+        batcher.stop()
+    assert passes == [["first"], [f"later {i}" for i in range(5)]]
+
+
 def test_a_lone_surrogate_among_many_concurrent_requests_fails_alone(client):
     bodies = [f'{{"texts": "the show was {w} show"}}' for w in ["superb", "awful", "lovely", "dreadful"] * 7]
     bodies.insert(13, '{"texts": ["fine", "bad \\ud800 film"]}')

@@ -157,7 +157,9 @@ class ServeConfig:
     variant: str = "torch"  # torch | onnx | onnx-int8 (exported on load when missing; see bench/serve.py)
     max_texts: int = 64
     max_chars: int = 5000
-    batch_wait_ms: float = 5.0
+    # How long the first waiting request is held for company. 0: never held; a batch is what queued while
+    # the previous one ran, so concurrent requests still share passes and a lone one pays no wait.
+    batch_wait_ms: float = 0.0
     max_batch: int = 32
     poll_seconds: float = 30.0  # how often to ask the registry where the alias points; 0: never
     feedback_root: str = "${artifact_root}/feedback"

@@ -1,9 +1,10 @@
 """Micro-batching: concurrent requests share one forward pass.
 
 One worker thread takes the first waiting request, gathers more for at most `wait_ms` (or until
-`max_batch` texts), and runs them together through the model that is current at that moment;
-the Predictor sorts them by length and pads per batch. Every request in a batch is answered by
-the same model, which the result names. The model only needs `predict_proba(texts)`, so an
+`max_batch` texts; with 0, just what queued while the previous batch ran, so a lone request is not
+held back), and runs them together through the model that is current at that moment; the
+Predictor sorts them by length and pads per batch. Every request in a batch is answered by the
+same model, which the result names. The model only needs `predict_proba(texts)`, so an
 ONNX or int8 backend with that method fits unchanged.
 
 One request must not break others: when a batch fails, its requests are scored one by one, and
@@ -36,7 +37,7 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, model: Callable[[], ServedModel], max_batch: int = 32, wait_ms: float = 5.0):
+    def __init__(self, model: Callable[[], ServedModel], max_batch: int = 32, wait_ms: float = 0.0):
         self._model, self.max_batch, self.wait = model, max_batch, wait_ms / 1000
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
