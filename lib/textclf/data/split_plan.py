@@ -39,56 +39,82 @@ class Plan:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def _locate_rows(thin: pd.DataFrame, spans: list[tuple[str, int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """The source file and 1-based data row (header not counted) of every row of the thin frame.
+@dataclass
+class _Origin:
+    """Where the rows of the thin frame (sorted by position) come from: per source, its first and
+    one-past-last partition (`spans`), and each partition's size."""
+    thin: pd.DataFrame
+    spans: list[tuple[str, int, int]]
 
-    `spans` gives, per source, its first and one-past-last partition number.
-    """
-    n_parts = max(stop for _, _, stop in spans)
-    sizes = thin.groupby("partition").size().reindex(range(n_parts), fill_value=0)
-    offsets = (sizes.cumsum() - sizes).to_numpy()
-    part = thin["partition"].to_numpy()
-    files = np.empty(len(thin), dtype=object)
-    rows = np.zeros(len(thin), dtype=np.int64)
-    for uri, start, stop in spans:
-        mask = (part >= start) & (part < stop)
-        files[mask] = uri
-        rows[mask] = offsets[part[mask]] - offsets[start] + thin["local"].to_numpy()[mask] + 1
-    return files, rows
+    def __post_init__(self) -> None:
+        n_parts = max(stop for _, _, stop in self.spans)
+        self.sizes = np.bincount(self.thin["partition"].to_numpy(), minlength=n_parts)
+        self.offsets = np.cumsum(self.sizes) - self.sizes
+
+    def locate(self, i: int) -> tuple[str, int]:
+        """Row `i`'s source file and 1-based data row (header not counted)."""
+        part = int(self.thin["partition"].iat[i])
+        uri, start = next((uri, start) for uri, start, stop in self.spans if start <= part < stop)
+        return uri, int(self.offsets[part] - self.offsets[start] + self.thin["local"].iat[i] + 1)
+
+    def rows_by_source(self) -> dict[str, int]:
+        counts = {uri: int(self.sizes[start:stop].sum()) for uri, start, stop in self.spans}
+        return {uri: n for uri, n in counts.items() if n}
+
+
+def _label_counts(combo: np.ndarray, lists: list[list[str]]) -> pd.Series:
+    """How many rows hold each label, `combo` being each row's index into `lists` (its labels),
+    in descending count (ties: first seen)."""
+    per_combo = np.bincount(combo, minlength=len(lists))
+    counts: dict[str, int] = {}
+    for c in pd.unique(combo):
+        for label in lists[c]:
+            counts[label] = counts.get(label, 0) + int(per_combo[c])
+    return pd.Series(counts, dtype="int64").sort_values(ascending=False, kind="stable")
 
 
 def plan(thin: pd.DataFrame, cfg: DataConfig, source_spans: list[tuple[str, int, int]]) -> Plan:
-    """Every decision about rows, made once on the thin frame; raises DataError on bad input."""
+    """Every decision about rows, made once on the thin frame; raises DataError on bad input.
+
+    Labels are handled per distinct label text (`combo`), never as a Python list per row: the
+    plan holds a few numeric columns per row, whatever the number of rows."""
     thin = thin.sort_values("pos", kind="stable").reset_index(drop=True)
     total = len(thin)
     if total == 0:
         raise DataError(f"{', '.join(u for u, *_ in source_spans)}: no data rows")
-    file_of, rows = _locate_rows(thin, source_spans)
-    bad = thin["status"] != STATUS_OK
-    bad_rows = [{"file": str(file_of[i]), "row": int(rows[i]), "reason": str(thin["status"][i])}
-                for i in np.flatnonzero(bad.to_numpy())[:20]]
+    origin = _Origin(thin, source_spans)
+    bad = (thin["status"] != STATUS_OK).to_numpy()
+    bad_rows = [dict(zip(("file", "row"), origin.locate(i)), reason=str(thin["status"].iat[i]))
+                for i in np.flatnonzero(bad)[:20]]
     n_bad = int(bad.sum())
     bad_by_reason = {str(k): int(v) for k, v in thin["status"][bad].value_counts().items()}
     if n_bad > cfg.max_bad_fraction * total:
         first = "; ".join(f"{b['file']} row {b['row']}: {b['reason']}" for b in bad_rows[:5])
         raise DataError(f"{n_bad} of {total} rows are bad, over the tolerance data.max_bad_fraction="
                         f"{cfg.max_bad_fraction}: {first}")
-    good = thin[~bad]
+    good = thin.loc[~bad, ["pos", "key_exact", "key_norm", "split_hint"]]
+    codes, texts = pd.factorize(thin["label"][~bad])
+    good["combo"] = codes.astype(np.int32)
+    lists = [str(t).split(cfg.label_delimiter) for t in texts]
 
-    label_lists = good["label"].map(lambda s: s.split(cfg.label_delimiter))
+    def first_row(wrong: list[bool]) -> tuple[int, int, str, int]:
+        """The first good row whose combo is `wrong`, as (combo, count, file, row); count 0: none."""
+        hits = np.flatnonzero(np.asarray(wrong, dtype=bool)[good["combo"].to_numpy()])
+        if not len(hits):
+            return -1, 0, "", 0
+        return int(good["combo"].iat[hits[0]]), len(hits), *origin.locate(int(good.index[hits[0]]))
+
     if cfg.labels is not None:
         allowed = set(cfg.labels)
-        unknown = label_lists.map(lambda ls: [l for l in ls if l not in allowed])
-        offenders = unknown[unknown.map(len) > 0]
-        if len(offenders):
-            i = offenders.index[0]
-            raise DataError(f"{file_of[i]} row {rows[i]}: label {offenders[i][0]!r} is not in the declared "
-                            f"label set {sorted(allowed)} ({len(offenders)} such rows)")
+        unknown = [[l for l in ls if l not in allowed] for ls in lists]
+        c, n, file, row = first_row([bool(u) for u in unknown])
+        if n:
+            raise DataError(f"{file} row {row}: label {unknown[c][0]!r} is not in the declared "
+                            f"label set {sorted(allowed)} ({n} such rows)")
     if not cfg.multi_label:
-        multi = label_lists.map(len) > 1
-        if multi.any():
-            i = multi[multi].index[0]
-            raise DataError(f"{file_of[i]} row {rows[i]}: several labels in a single-label dataset "
+        c, n, file, row = first_row([len(ls) > 1 for ls in lists])
+        if n:
+            raise DataError(f"{file} row {row}: several labels in a single-label dataset "
                             f"(set data.multi_label=true)")
 
     # Duplicates: keep the first occurrence, preferring test > val > train for explicit splits.
@@ -97,14 +123,12 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, source_spans: list[tuple[str, int,
     n_exact = int(ordered.duplicated("key_exact").sum()) if cfg.dedupe else 0
     kept = ordered.drop_duplicates("key_norm") if cfg.dedupe else ordered
     n_norm = len(ordered) - len(kept) - n_exact if cfg.dedupe else 0
-    kept_lists = label_lists.loc[kept.index]
 
-    counts = pd.Series([l for ls in kept_lists for l in ls]).value_counts()
+    counts = _label_counts(kept["combo"].to_numpy(), lists)
     rare = sorted(counts[counts < cfg.min_count].index.tolist())
     if rare:
-        kept_lists = kept_lists.map(lambda ls: [l for l in ls if l not in rare])
-        kept = kept[kept_lists.map(len) > 0]
-        kept_lists = kept_lists.loc[kept.index]
+        lists = [[l for l in ls if l not in rare] for ls in lists]
+        kept = kept[np.asarray([len(ls) > 0 for ls in lists], dtype=bool)[kept["combo"].to_numpy()]]
     names = list(cfg.labels) if cfg.labels is not None else sorted(counts.index.tolist())
     names = [n for n in names if n not in rare and n in counts.index]
     if len(names) < 2:
@@ -113,21 +137,22 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, source_spans: list[tuple[str, int,
                         f"found {dict(counts)} in column {cfg.label_column!r}")
     label2id = {n: i for i, n in enumerate(names)}
 
-    split = _assign_splits(kept, kept_lists, cfg)
-    assign = pd.Series(DROP, index=thin["pos"].to_numpy(), dtype=np.int8)
-    assign.loc[kept["pos"].to_numpy()] = split.to_numpy().astype(np.int8)
+    split = _assign_splits(kept, lists, cfg).to_numpy().astype(np.int8)
+    positions = thin["pos"].to_numpy()
+    assign = np.full(total, DROP, dtype=np.int8)
+    assign[np.searchsorted(positions, kept["pos"].to_numpy())] = split
 
     by_split = {}
     for code, name in enumerate(SPLITS):
-        members = kept_lists[split.to_numpy() == code]
-        flat = pd.Series([l for ls in members for l in ls], dtype="string").value_counts()
+        members = kept["combo"].to_numpy()[split == code]
+        flat = _label_counts(members, lists)
         by_split[name] = {"rows": int(len(members)), "classes": {n: int(flat.get(n, 0)) for n in names}}
-    hints = set(kept["split_hint"])
+    hints = set(kept["split_hint"].unique())
     check_feasible(by_split, {"val", "test"} - (set() if "" in hints else hints), cfg,
                    ", ".join(u for u, *_ in source_spans))
     report = {
         "rows_read": total,
-        "rows_read_by_source": {str(k): int(v) for k, v in pd.Series(file_of).value_counts(sort=False).items()},
+        "rows_read_by_source": origin.rows_by_source(),
         "bad_rows": n_bad,
         "bad_rows_by_reason": bad_by_reason,
         "bad_row_examples": bad_rows,
@@ -138,7 +163,8 @@ def plan(thin: pd.DataFrame, cfg: DataConfig, source_spans: list[tuple[str, int,
         "rows_kept": int(len(kept)),
         "splits": by_split,
     }
-    return Plan(assign=assign, id2label={i: n for n, i in label2id.items()}, multi_label=cfg.multi_label, report=report)
+    return Plan(assign=pd.Series(assign, index=positions), id2label={i: n for n, i in label2id.items()},
+                multi_label=cfg.multi_label, report=report)
 
 
 def rows_needed(cfg: DataConfig, carved: set[str]) -> int:
@@ -166,15 +192,17 @@ def check_feasible(by_split: dict[str, Any], carved: set[str], cfg: DataConfig, 
                             if name != "train" else f"{where}: no rows are left to train on")
 
 
-def _assign_splits(kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig) -> pd.Series:
-    """The split of every kept row: its file's, or carved from the rows no file placed (`_carve`)."""
-    hint = kept["split_hint"].to_numpy()
+def _assign_splits(kept: pd.DataFrame, lists: list[list[str]], cfg: DataConfig) -> pd.Series:
+    """The split of every kept row: its file's, or carved from the rows no file placed (`_carve`).
+    A row's labels are `lists[combo]`."""
+    hint = kept["split_hint"]
     if (hint != "").all():
-        out = pd.Series([SPLIT_CODE[h] for h in hint], index=kept.index)
-        if "val" not in set(hint) or "test" not in set(hint):
-            out = _carve(out, kept, label_lists, cfg, missing={"val", "test"} - set(hint))
+        out = hint.map(SPLIT_CODE).astype(np.int64)
+        named = set(hint.unique())
+        if "val" not in named or "test" not in named:
+            out = _carve(out, kept, lists, cfg, missing={"val", "test"} - named)
         return out
-    return _carve(pd.Series(SPLIT_CODE["train"], index=kept.index), kept, label_lists, cfg, {"val", "test"})
+    return _carve(pd.Series(SPLIT_CODE["train"], index=kept.index), kept, lists, cfg, {"val", "test"})
 
 
 def split_unit(key_norm: pd.Series) -> np.ndarray:
@@ -184,7 +212,7 @@ def split_unit(key_norm: pd.Series) -> np.ndarray:
     return (h.view(np.uint64) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 
-def _carve(out: pd.Series, kept: pd.DataFrame, label_lists: pd.Series, cfg: DataConfig,
+def _carve(out: pd.Series, kept: pd.DataFrame, lists: list[list[str]], cfg: DataConfig,
            missing: set[str]) -> pd.Series:
     """Carve the `missing` splits from the rows `out` puts in train, each row by its own point u:
     u < test_fraction is test, u < test_fraction + val_fraction is val, the rest train.
@@ -195,13 +223,17 @@ def _carve(out: pd.Series, kept: pd.DataFrame, label_lists: pd.Series, cfg: Data
     threshold, `_fill_empty` moves one in. Those moved rows are the only ones that can move again
     when rows are added: a class is stable once the threshold alone fills every split."""
     pool = out[out == SPLIT_CODE["train"]].index
-    freq = pd.Series([l for ls in label_lists.loc[pool] for l in ls]).value_counts()
-    stratum = label_lists.loc[pool].map(lambda ls: min(ls, key=lambda l: (freq[l], l)))
+    combo = kept.loc[pool, "combo"].to_numpy()
+    freq = _label_counts(combo, lists)
+    rarest = np.empty(len(lists), dtype=object)
+    for c in pd.unique(combo):
+        rarest[c] = min(lists[c], key=lambda l: (freq[l], l))
+    stratum = rarest[combo]
     u = split_unit(kept.loc[pool, "key_norm"])
     fractions = {s: getattr(cfg, f"{s}_fraction") if s in missing else 0.0 for s in ("test", "val")}
     codes = np.select([u < fractions["test"], u < fractions["test"] + fractions["val"]],
                       [SPLIT_CODE["test"], SPLIT_CODE["val"]], SPLIT_CODE["train"])
-    frame = pd.DataFrame({"stratum": stratum.to_numpy(), "u": u, "code": codes}, index=pool)
+    frame = pd.DataFrame({"stratum": stratum, "u": u, "code": codes}, index=pool)
     wanted = [SPLIT_CODE["train"], *(SPLIT_CODE[s] for s, f in fractions.items() if f > 0)]
     for _, rows in frame.groupby("stratum", sort=True):
         frame.loc[rows.index, "code"] = _fill_empty(rows, wanted)
