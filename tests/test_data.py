@@ -48,6 +48,26 @@ def test_split_is_stratified_and_deterministic(tmp_path):
     assert a["splits"]["val"]["rows"] == pytest.approx(40, abs=12)  # each row by its own hash: sd 6 on 400 rows
 
 
+def test_shard_tokens_are_what_the_backbones_tokenizer_gives(tmp_path, monkeypatch):
+    """Workers tokenize with the Rust tokenizer alone and write shards a chunk at a time: the ids
+    must be AutoTokenizer's, every row there once."""
+    from transformers import AutoTokenizer
+
+    from textclf.data import preprocess as step
+    from textclf.model.backbones import resolve_backbone
+
+    rows = toy_rows(60) + [("word " * 80, "positive"), ("Ünïcödé\u00a0text [SEP] [UNK]", "negative")]
+    monkeypatch.setattr(step, "SHARD_CHUNK_ROWS", 7)  # several row groups per shard, the last one short
+    m = prep(tmp_path, f"data.source={write_csv(tmp_path / 'toy.csv', rows)}")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone("tiny-bert"))
+    for split in ("train", "val", "test"):
+        got = shard(m, split)
+        want = tokenizer(got["text"].tolist(), truncation=True, max_length=64)["input_ids"]
+        assert [x.tolist() for x in got["input_ids"]] == want
+        assert got["length"].tolist() == [len(x) for x in want]
+    assert sum(len(shard(m, s)) for s in ("train", "val", "test")) == m["rows_kept"]
+
+
 def test_explicit_splits_drop_train_rows_duplicating_test(tmp_path):
     rows = toy_rows(200)
     train = write_csv(tmp_path / "train.csv", rows[:160] + rows[180:190])

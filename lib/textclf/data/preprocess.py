@@ -1,7 +1,13 @@
-"""The preprocess step: a Dask cluster, two passes over the data, Parquet shards and a manifest."""
+"""The preprocess step: a Dask cluster, two passes over the data, Parquet shards and a manifest.
+
+Pass one maps every partition to a thin frame the client plans from (`split_plan.plan`); pass two
+is one task per partition that keeps, cleans, tokenizes and writes its rows (`shard_partition`).
+"""
 from __future__ import annotations
 
 import logging
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -12,14 +18,14 @@ from textclf.config import DaskConfig, TextclfConfig
 from textclf.data.augment import augment_partition
 from textclf.data.augment import check as check_augment
 from textclf.data.cleaning import INSPECT_META, inspect_partition
-from textclf.data.shards import SPLITS, meta_frame, read_split, shard_schema
+from textclf.data.shards import SPLITS, read_split, shard_schema
 from textclf.data.sources import check_sources, read_source, sources
 from textclf.data.split_plan import materialize_partition, plan
-from textclf.data.tokens import tokenize_partition
+from textclf.data.tokens import backend_json, tokenize_partition
 from textclf.data.versions import fingerprint
 from textclf.errors import DataError
 from textclf.model.backbones import resolve_backbone
-from textclf.storage import join, write_json
+from textclf.storage import filesystem, join, write_json
 
 
 def kube_cluster_spec(cfg: DaskConfig, name: str = "textclf-preprocess") -> dict[str, Any]:
@@ -81,6 +87,47 @@ def _compute(*things, where: str):
         raise
 
 
+def _tokenizer_spec(tokenizer_path: str, in_process: bool) -> Future:
+    """`backend_json`, made in a short-lived process while pass one runs: transformers (and torch)
+    are imported there and leave with it, never kept in this process or the workers. With the
+    synchronous scheduler (tests, tiny data) everything runs here anyway: made here, once."""
+    if in_process:
+        made: Future = Future()
+        made.set_result(backend_json(tokenizer_path))
+        return made
+    side = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    spec = side.submit(backend_json, tokenizer_path)
+    side.shutdown(wait=False)  # the process ends once the spec is made
+    return spec
+
+
+SHARD_CHUNK_ROWS = 16_384  # rows tokenized and written at a time: a row group of a shard
+
+
+def shard_partition(part: pd.DataFrame, number: int, assign: pd.Series, label2id: dict[str, int],
+                    cfg: TextclfConfig, tokenizer: str, out_uri: str) -> None:
+    """Pass two for partition `number`, start to end in one task: its kept rows cleaned and encoded,
+    then per split (train augmented when asked) tokenized and appended to the split's shard a chunk
+    at a time. Nothing waits in Dask's memory between steps and a chunk's tokens are on disk before
+    the next chunk is made, so a worker holds one partition's texts and one chunk's tokens, whatever
+    the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = materialize_partition(part, assign, label2id, cfg.data, {"number": number})
+    schema = shard_schema(cfg.data.multi_label)
+    for code, name in enumerate(SPLITS):
+        frame = rows[rows["split"] == code]
+        if name == "train" and cfg.data.augment.enabled:  # after the split: copies never reach val/test
+            frame = augment_partition(frame, cfg.data.augment)
+        fs, folder = filesystem(join(out_uri, "shards", name))
+        fs.makedirs(folder, exist_ok=True)
+        with fs.open(f"{folder}/part-{number:05d}.parquet", "wb") as f, pq.ParquetWriter(f, schema) as writer:
+            for start in range(0, len(frame), SHARD_CHUNK_ROWS):
+                tokens = tokenize_partition(frame.iloc[start:start + SHARD_CHUNK_ROWS], tokenizer, cfg.model.max_length)
+                writer.write_table(pa.Table.from_pandas(tokens, schema=schema, preserve_index=False))
+
+
 def _length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float]:
     if len(lengths) == 0:
         return {"count": 0}
@@ -109,25 +156,14 @@ def preprocess(cfg: TextclfConfig, out_uri: str) -> dict[str, Any]:
     tokenizer_path = resolve_backbone(cfg.model.backbone)
     if data.augment.enabled:
         check_augment(data.augment)
+    spec = _tokenizer_spec(tokenizer_path, in_process=data.dask.scheduler_address == "sync")
     with dask_client(data.dask):
         (thin,) = _compute(ddf.map_partitions(inspect_partition, data, meta=INSPECT_META), where=where)
         decided = plan(thin, data, spans)
         label2id = {name: i for i, name in decided.id2label.items()}
-        rows = ddf.map_partitions(materialize_partition, dask.delayed(decided.assign), label2id, data,
-                                  meta=pd.DataFrame({"row_id": pd.Series(dtype="int64"),
-                                                     "text": pd.Series(dtype="string"),
-                                                     "label": pd.Series(dtype="object"),
-                                                     "split": pd.Series(dtype="int8")}))
-        schema = shard_schema(data.multi_label)
-        writes = []
-        for code, name in enumerate(SPLITS):
-            part = rows[rows["split"] == code]
-            if name == "train" and data.augment.enabled:  # after the split: copies never reach val/test
-                part = part.map_partitions(augment_partition, data.augment, meta=part._meta)
-            part = part.map_partitions(
-                tokenize_partition, tokenizer_path, cfg.model.max_length, meta=meta_frame(data.multi_label))
-            writes.append(part.to_parquet(join(out_uri, "shards", name), schema=schema, write_index=False,
-                                          compute=False, name_function=lambda i: f"part-{i:05d}.parquet"))
+        assign, tokenizer = dask.delayed(decided.assign), dask.delayed(spec.result())
+        writes = [dask.delayed(shard_partition)(part, i, assign, label2id, cfg, tokenizer, out_uri)
+                  for i, part in enumerate(ddf.to_delayed())]
         _compute(*writes, where=where)
     token_lengths = {}
     for name in SPLITS:

@@ -26,10 +26,6 @@ def shard_schema(multi_label: bool) -> pa.Schema:
     ])
 
 
-def meta_frame(multi_label: bool) -> pd.DataFrame:
-    return shard_schema(multi_label).empty_table().to_pandas()
-
-
 def read_split(shard_uri: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A preprocessed split (a folder of shards, or one file; local or gs://) as a DataFrame."""
     fs, path = filesystem(shard_uri)
