@@ -242,8 +242,9 @@ def test_an_interrupted_run_ends_its_mlflow_run_killed(toy_csv, tmp_path):
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
-        while "launching:" not in log.read_text() and time.monotonic() < deadline:  # inside the step
+        while "launching (" not in log.read_text() and time.monotonic() < deadline:  # inside the step
             time.sleep(0.2)
+        assert "launching (" in log.read_text(), "the train step did not launch torchrun within 300 s"
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=30)
