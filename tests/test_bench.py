@@ -127,3 +127,17 @@ def test_augment_bench(tmp_path):
     check(bench("augment", "--sizes", "1000", "--seeds", "0", "--epochs", "1", "--batch-size", "16", "--val-rows", "100",
                 "--threads", "1", "--workdir", str(tmp_path)),
           ["runs.0.test_accuracy", "runs.0.val_accuracy", "runs.1.test_accuracy", "runs.1.val_accuracy"])
+
+
+def test_joined_texts_are_consecutive_sentences_of_one_label(monkeypatch):
+    """bench/train.py --join: the longer-text size, built the same for both sides."""
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # bench/train.py imports `common` as the benches do
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "bench" / "train.py")
+    bench_train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_train)
+    frame = pd.DataFrame({"text": ["a", "b", "c", "d", "e", "f", "g"], "label": [1, 1, 0, 1, 0, 0, 1]})
+    joined = bench_train.join_sentences(frame, 2)
+    assert joined.to_dict("list") == {"text": ["a b", "c e", "d g", "f"], "label": [1, 0, 1, 0]}
+    assert bench_train.join_sentences(frame, 1) is frame
