@@ -51,6 +51,8 @@ def test_round_trip_through_a_plain_dict():
     ("train.layer_decay=1.5", "train.layer_decay must be in (0, 1]"),
     ("train.ema=1", "train.ema must be in [0, 1)"),
     ("train.fgm=-1", "train.fgm must be >= 0"),
+    ("train.fgm_every=0", "train.fgm_every must be >= 1"),
+    ("train.fgm=1 train.freeze_word_embeddings=true", "not with train.freeze_word_embeddings"),
 ])
 def test_bad_config_names_the_key(text, fragment):
     with pytest.raises(ConfigError) as err:

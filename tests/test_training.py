@@ -217,6 +217,56 @@ def test_train_step_with_fgm_adds_the_adversarial_gradient_and_restores_the_embe
     assert not torch.allclose(g_plain, g_attacked), "the second (adversarial) backward pass added nothing"
 
 
+def _grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: p.grad.detach().clone() for k, p in module.named_parameters() if p.grad is not None}
+
+
+def test_fgm_every_k_attacks_the_kth_micro_batches_only(toy_setup, tmp_path):
+    plain, batches = _trainer(tmp_path, toy_setup, "plain-k", grad_accum=4, fgm=0.0)
+    sparse, _ = _trainer(tmp_path, toy_setup, "fgm-every-2", grad_accum=4, fgm=0.1, fgm_every=2)
+    added = []
+    for micro in range(2):  # micro-batch 0 is attacked, 1 is not: compare what each adds to the gradient
+        before = [_grads(t.model) for t in (plain, sparse)]
+        for t in (plain, sparse):
+            torch.manual_seed(micro)  # the same dropout on both sides
+            train_step(t, batches[micro])
+        added.append([{k: g - b.get(k, 0) for k, g in _grads(t.model).items()} for t, b in zip((plain, sparse), before)])
+    assert not torch.allclose(added[0][0]["head.1.weight"], added[0][1]["head.1.weight"]), "micro-batch 0 not attacked"
+    for key, grad in added[1][0].items():
+        torch.testing.assert_close(added[1][1][key], grad, msg=key)  # micro-batch 1: the clean gradient alone
+
+
+def test_frozen_word_embeddings_stay_and_the_rest_learns(toy_setup, tmp_path):
+    trainer, batches = _trainer(tmp_path, toy_setup, "frozen", freeze_word_embeddings=True)
+    words = trainer.model.get_input_embeddings().weight
+    start = _weights(trainer.model)
+    train_step(trainer, batches[0])
+    assert torch.equal(words, start["backbone.embeddings.word_embeddings.weight"])
+    assert all(p is not words for g in trainer.optimizer.param_groups for p in g["params"])
+    assert not torch.equal(trainer.model.head[-1].weight, start["head.1.weight"])
+    assert not torch.equal(trainer.model.backbone.embeddings.position_embeddings.weight,
+                           start["backbone.embeddings.position_embeddings.weight"])
+
+
+def test_compiled_training_steps_compute_what_eager_ones_do_without_recompiling(toy_setup, tmp_path, monkeypatch):
+    """train.compile changes how a step runs, not what it computes: two batches of different padded
+    lengths (dynamic shapes: one graph) take the same steps; the model's keys stay as saved."""
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # dropout masks as eager draws them
+    eager, batches = _trainer(tmp_path, toy_setup, "eager", compile=False)
+    fast, _ = _trainer(tmp_path, toy_setup, "compiled", compile=True)
+    widths = [max(len(fast.train.input_ids[i]) for i in b) for b in batches]
+    pair = [batches[0], next(b for b, w in zip(batches, widths) if w != widths[0])]
+    torch._dynamo.reset()
+    for n, idx in enumerate(pair):
+        with torch._dynamo.config.patch(error_on_recompile=n > 0):
+            for t in (eager, fast):
+                torch.manual_seed(n)
+                train_step(t, idx)
+    assert fast.model.state_dict().keys() == eager.model.state_dict().keys()
+    for key, value in eager.model.state_dict().items():
+        torch.testing.assert_close(fast.model.state_dict()[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
 # --------------------------------------------------------------------------- resume
 
 @pytest.mark.parametrize("ema, fgm", [(0.0, 0.0), (0.9, 0.0), (0.0, 1.0)], ids=["plain", "ema", "fgm"])

@@ -131,6 +131,8 @@ class TrainConfig:
     ema: float = 0.0  # >0: evaluate, select and save an exponential moving average of the weights with this decay
     fgm: float = 0.0  # >0: adversarial training: each batch fit again with word embeddings moved this far (L2) up the gradient;
     # absolute, so it follows the backbone's scale: 1.0 for MiniLM/BERT (word rows of norm ~1), 0.1 for tiny-bert (~0.16)
+    freeze_word_embeddings: bool = False  # half of MiniLM's weights: no gradient, AdamW or clipping over them
+    fgm_every: int = 1  # with fgm: the adversarial pass on every k-th micro-batch only, FGM's extra cost / k
     warmup_ratio: float = 0.06
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
@@ -146,6 +148,7 @@ class TrainConfig:
     nproc_per_node: int = 0  # 0: one per GPU, else one per two CPU cores
     threads_per_proc: int = 0  # 0: cores / (processes x trainings side by side on this machine)
     bucket_batches: int = 50  # length-bucketing window, in batches
+    compile: bool = False  # torch.compile the training forward once, with dynamic shapes (padding varies per batch)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 

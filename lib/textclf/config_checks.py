@@ -33,3 +33,7 @@ def check(cfg: TextclfConfig) -> None:
             raise ConfigError(f"serve.{key} must be in [0, 1], not {getattr(cfg.serve, key)}")
     if cfg.train.fgm < 0:
         raise ConfigError(f"train.fgm must be >= 0 (0: off), not {cfg.train.fgm}")
+    if cfg.train.fgm_every < 1:
+        raise ConfigError(f"train.fgm_every must be >= 1 (1: every micro-batch), not {cfg.train.fgm_every}")
+    if cfg.train.fgm and cfg.train.freeze_word_embeddings:
+        raise ConfigError("train.fgm follows the word embeddings' gradient: not with train.freeze_word_embeddings")

@@ -77,6 +77,7 @@ class Trainer:
     multi_label: bool
     model: nn.Module  # the classifier itself
     ddp: nn.Module  # what forward and backward go through: DDP's wrapper, or the model on one rank
+    forward: nn.Module  # what the training step calls: `ddp`, compiled with train.compile
     ema: AveragedModel | None
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -87,6 +88,7 @@ class Trainer:
     ckpts: Checkpoints
     log: RunLog
     progress: Progress = field(default_factory=Progress)
+    first_step_seconds: float = 0.0  # this process's first micro-batch: where train.compile compiles
 
     @property
     def kept(self) -> nn.Module:
@@ -128,6 +130,7 @@ def setup(spec: dict[str, Any]) -> Trainer:
     model = build_model(cfg.model.backbone, id2label, pooling=cfg.model.pooling, head_hidden=cfg.model.head_hidden,
                         head_dropout=cfg.model.head_dropout, head_layernorm=cfg.model.head_layernorm,
                         multi_label=multi_label).to(d.device)
+    model.get_input_embeddings().requires_grad_(not tc.freeze_word_embeddings)
     sampler = BucketBatchSampler(train.lengths, per_rank, d.world_size, d.rank, tc.seed, tc.bucket_batches)
     optimizer = make_optimizer(model, tc)
     # An average of the recent weights, not the last noisy step, is what gets evaluated and kept. It starts
@@ -138,7 +141,8 @@ def setup(spec: dict[str, Any]) -> Trainer:
         if d.world_size > 1 else model
     trainer = Trainer(
         spec=spec, cfg=cfg, d=d, train=train, val=val, tokenizer=AutoTokenizer.from_pretrained(manifest["tokenizer"]),
-        multi_label=multi_label, model=model, ddp=ddp, ema=ema, optimizer=optimizer,
+        multi_label=multi_label, model=model, ddp=ddp, forward=compiled(ddp) if tc.compile else ddp, ema=ema,
+        optimizer=optimizer,
         scheduler=make_scheduler(optimizer, tc, math.ceil(len(sampler) / tc.grad_accum) * tc.epochs),
         loss_fn=make_loss(tc, multi_label, train.labels, len(id2label)),
         attack=EmbeddingAttack(ddp, tc.fgm) if tc.fgm else None, sampler=sampler, dtype=amp_dtype(tc, d.device),
@@ -147,6 +151,13 @@ def setup(spec: dict[str, Any]) -> Trainer:
                    spec.get("log_mirror")))
     resume(trainer)
     return trainer
+
+
+def compiled(module: nn.Module) -> nn.Module:
+    """Forward and backward compiled by Inductor, on the module's own parameters (state dicts keep their
+    keys); dynamic shapes at once, as every batch pads to its own length. Validation runs the plain
+    module: its no-grad graphs would cost more compiling than its few passes save."""
+    return torch.compile(module, dynamic=True)
 
 
 def snapshot(t: Trainer) -> dict[str, Any]:
@@ -181,14 +192,15 @@ def resume(t: Trainer) -> None:
 
 def _loss(t: Trainer, batch: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
     with torch.autocast(t.d.device.type, dtype=t.dtype, enabled=t.dtype is not None):
-        logits = t.ddp(**batch).logits
+        logits = t.forward(**batch).logits
     return t.loss_fn(logits, y) / t.cfg.train.grad_accum
 
 
 def train_step(t: Trainer, idx: np.ndarray) -> float:
     """One micro-batch: forward and backward (a second time at FGM's perturbed embeddings when on),
     without DDP's gradient sync until the accumulation boundary; at the boundary clip, step the
-    optimizer and the schedule, and update the moving average. Returns the micro-batch's loss."""
+    optimizer and the schedule, and update the moving average. Returns the micro-batch's loss.
+    With `train.fgm_every` = k the adversarial pass runs on every k-th micro-batch of the epoch."""
     tc, p = t.cfg.train, t.progress
     batch = {k: v.to(t.d.device) for k, v in pad_batch([t.train.input_ids[i] for i in idx], t.pad_id).items()}
     y = labels_tensor([t.train.labels[i] for i in idx], t.multi_label, t.n_labels).to(t.d.device)
@@ -196,7 +208,7 @@ def train_step(t: Trainer, idx: np.ndarray) -> float:
     with t.ddp.no_sync() if (t.d.world_size > 1 and not boundary) else nullcontext():
         loss = _loss(t, batch, y)
         loss.backward()
-        if t.attack is not None:
+        if t.attack is not None and p.micro % tc.fgm_every == 0:
             with t.attack.perturbed():
                 _loss(t, batch, y).backward()
     value = loss.item() * tc.grad_accum
@@ -226,8 +238,9 @@ def run_epoch(t: Trainer, stop_after_steps: int | None = None) -> bool:
     started, losses = time.perf_counter(), []
     try:
         for idx in t.sampler:
-            steps_before = p.step
+            steps_before, began = p.step, time.perf_counter()
             losses.append(train_step(t, idx))
+            t.first_step_seconds = t.first_step_seconds or time.perf_counter() - began
             bar.update(1)
             if p.step == steps_before:
                 continue
@@ -298,7 +311,7 @@ def finish(t: Trainer) -> dict[str, Any]:
     result = {"history": p.history, "best_epoch": p.best_epoch, "best_val": p.best,
               "selection_metric": t.metric_name, "threshold": threshold, **calibration, "steps": p.step,
               "train_samples": p.samples, "train_seconds": p.train_seconds,
-              "train_samples_per_s": p.samples / max(p.train_seconds, 1e-9),
+              "train_samples_per_s": p.samples / max(p.train_seconds, 1e-9), "first_step_seconds": t.first_step_seconds,
               "world_size": t.d.world_size, "threads": torch.get_num_threads(), "device": str(t.d.device),
               "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off", "model_uri": spec["output"]}
     if t.d.main:
