@@ -248,6 +248,7 @@ def test_frozen_word_embeddings_stay_and_the_rest_learns(toy_setup, tmp_path):
                            start["backbone.embeddings.position_embeddings.weight"])
 
 
+@pytest.mark.slow  # Inductor compiles for minutes on 2 cores: the full suite runs it, the developer loop does not
 def test_compiled_training_steps_compute_what_eager_ones_do_without_recompiling(toy_setup, tmp_path, monkeypatch):
     """train.compile changes how a step runs, not what it computes: two batches of different padded
     lengths (dynamic shapes: one graph) take the same steps; the model's keys stay as saved."""
