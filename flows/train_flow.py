@@ -77,26 +77,23 @@ class TrainFlow(FlowSpec):
     @parallel
     @step
     def train(self):
-        """torchrun on every node of the @parallel gang; node 0 reports."""
+        """torchrun on every node of the @parallel gang; node 0 reports, and its rank 0 scores val and
+        test once (stored beside the model, scores/*.parquet) and profiles them for drift monitoring."""
         from textclf.training.launcher import train_model
 
         self.training = train_model(settings(self), self.manifest, self.paths,
                                     nnodes=current.parallel.num_nodes, node_rank=current.parallel.node_index,
                                     master_addr=current.parallel.main_ip, mlflow_run_id=self.mlflow_run_id,
-                                    concurrent=side_by_side(current.parallel.num_nodes))
+                                    concurrent=side_by_side(current.parallel.num_nodes), profile=True)
         name_single_node_gang(self)
         self.next(self.join_train)
 
     @retry(times=2)
-    @resources(gpu=config.scoring.gpu, cpu=config.scoring.cpu, memory=config.scoring.memory)
     @step
     def join_train(self, inputs):
-        from textclf.monitoring.profile import save_profile
-
         self.training = next(i.training for i in inputs if i.training)
         self.merge_artifacts(inputs, exclude=["training"])
-        self.model_uri = self.paths["model"]
-        save_profile(self.model_uri, self.manifest)  # the reference MonitorFlow measures drift against
+        self.model_uri = self.paths["model"]  # with its stored scores and drift profile (the train step's)
         self.next(self.evaluate)
 
     @retry(times=2)

@@ -169,7 +169,9 @@ def test_train_flow_with_everything_on_gs(gcs, toy_csv, tmp_path):
         assert run["manifest"]["shards"][split].startswith(root)
     model = run["model_uri"]
     assert model.startswith(root)
-    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+    # the weights, and what the rank that trained scored and profiled, straight into the bucket
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "scores/val.parquet", "scores/test.parquet",
+                 "profile.json", "profile_embeddings.npy"):
         assert storage.exists(storage.join(model, name)), name
     assert run["test_metrics"]["accuracy"] > 0.8, run["test_metrics"]
     for report in run.get("reports", {}).values():

@@ -1,6 +1,7 @@
-"""Score once, read many: TrainFlow's join_train scores the val and test splits once and stores
-the probabilities beside the model; the evaluate notebook, error analysis and the gate read them
-instead of loading the model to score again, and only scores of the very same rows are read."""
+"""Score once, read many: TrainFlow's train step (rank 0, after training, in its own process)
+scores the val and test splits once and stores the probabilities beside the model; the evaluate
+notebook, error analysis and the gate read them instead of loading the model to score again, and
+only scores of the very same rows are read."""
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ def counted(monkeypatch) -> dict[str, int]:
     return calls
 
 
-def test_join_train_stores_each_split_once_with_what_scoring_the_model_gives(trained_run):
+def test_the_train_step_stores_each_split_once_with_what_scoring_the_model_gives(trained_run):
     from textclf.evaluation.scoring import load_predictor, score_split, stored_scores
 
     model, manifest = _run(trained_run)

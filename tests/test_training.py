@@ -127,6 +127,17 @@ def test_local_foreach_branches_share_the_cores_and_kubernetes_pods_keep_theirs(
     assert side_by_side(3) == 1
 
 
+def test_the_launcher_counts_gpus_as_torch_does_without_importing_it():
+    """One rank per GPU torch sees (one on a CPU machine), decided in a process that stays torch-free."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from textclf.training.launcher import default_nproc; "
+             "print(default_nproc(0), default_nproc(3), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [str(torch.cuda.device_count() or 1), "3", "False"]
+
+
 def test_the_rank_trains_with_the_threads_the_launcher_chose(toy_setup, tmp_path):
     """Before, the worker set torch's threads to cores / ranks whatever the launcher exported."""
     cfg, manifest = toy_setup

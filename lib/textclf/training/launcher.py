@@ -5,6 +5,7 @@ arguments, and all we need is the torchrun command line with the rendezvous sett
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -33,13 +34,23 @@ def run_paths(cfg: TextclfConfig, flow: str, run_key: str) -> dict[str, str]:
             "checkpoint_dir": str(local / "checkpoints"), "log_dir": str(local / "logs"), "spec": str(local / "spec.json")}
 
 
+def cuda_devices() -> int:
+    """The GPUs this process may use (CUDA_VISIBLE_DEVICES applies), asked of the CUDA driver as
+    torch would ask it: the train step's own process never imports torch (2.5 s here), only its
+    torchrun and the ranks do."""
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:  # no NVIDIA driver: a CPU machine
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
 def default_nproc(requested: int) -> int:
     """One process per GPU; on CPU one process using every core (measured faster than DDP here)."""
-    if requested > 0:
-        return requested
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+    return requested if requested > 0 else cuda_devices() or 1
 
 
 def torchrun_command(spec_path: str, nproc: int, nnodes: int = 1, node_rank: int = 0,
@@ -78,14 +89,15 @@ def run_torchrun(spec_path: str, nproc: int, threads: int, **rendezvous) -> None
 
 def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, str], nnodes: int = 1,
                 node_rank: int = 0, master_addr: str | None = None, mlflow_run_id: str | None = None,
-                concurrent: int = 1) -> dict[str, Any]:
+                concurrent: int = 1, profile: bool = False) -> dict[str, Any]:
     """Fine-tune on the manifest's shards with torchrun; returns the rank-0 training record.
     With `mlflow_run_id`, rank 0 logs its step and epoch metrics into that MLflow run; `concurrent`:
-    trainings sharing this machine's cores at once (see `threads_per_proc`)."""
+    trainings sharing this machine's cores at once (see `threads_per_proc`); `profile`: rank 0 then
+    scores val and test and stores the drift profile beside the model (`textclf.training.worker`)."""
     remote = is_remote(paths["root"])
     spec = {"config": to_dict(cfg), "manifest": manifest, "output": paths["model"],
             "checkpoint_dir": paths["checkpoint_dir"], "log_dir": paths["log_dir"], "mlflow_run_id": mlflow_run_id,
-            "checkpoint_mirror": paths["checkpoints"] if remote else None,
+            "profile": profile, "checkpoint_mirror": paths["checkpoints"] if remote else None,
             "log_mirror": join(paths["logs"], "metrics.jsonl") if remote else None}
     Path(paths["spec"]).parent.mkdir(parents=True, exist_ok=True)
     Path(paths["spec"]).write_text(json.dumps(spec, indent=2))

@@ -2,11 +2,15 @@
 
 The spec (written by `textclf.training.launcher`) holds the resolved config, the shard
 manifest, and where the model, checkpoints and logs go. Rank 0 writes; all ranks train.
+With `"profile": true` (TrainFlow's model), rank 0 then scores the val and test splits once and
+stores the scores and the drift profile beside the model, in this process: torch, transformers
+and the library are imported already, where a step of its own would start and import again.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from textclf.training.loop import fit
@@ -17,7 +21,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("spec", help="JSON spec written by TrainFlow (config, manifest, output paths)")
     parser.add_argument("--stop-after-steps", type=int, default=None, help="checkpoint and stop (preemption drill)")
     args = parser.parse_args(argv)
-    fit(json.loads(Path(args.spec).read_text()), stop_after_steps=args.stop_after_steps)
+    spec = json.loads(Path(args.spec).read_text())
+    result = fit(spec, stop_after_steps=args.stop_after_steps)
+    if result is not None and spec.get("profile") and os.environ.get("RANK", "0") == "0":
+        from textclf.monitoring.profile import save_profile
+
+        save_profile(spec["output"], spec["manifest"])
 
 
 if __name__ == "__main__":
