@@ -102,8 +102,9 @@ class ResourcesConfig:
 
 @dataclass
 class ScoringConfig:
-    """The pods of the steps that load a model and score with it: TrainFlow's join_train (the
-    drift profile), evaluate (the notebooks) and register (the gate), and MonitorFlow's assess."""
+    """The pods of the steps that load a model and score with it: TrainFlow's evaluate (the
+    notebooks) and register (the gate), and MonitorFlow's assess. (The drift profile is scored in
+    the train pod, by the rank that trained.)"""
     gpu: int = 0
     cpu: int = 2
     memory: int = 8000
