@@ -59,7 +59,7 @@ class MonitorFlow(FlowSpec):
         from textclf.monitoring.assessment import assess, drift_figure, fresh_labels, report_card, review_rate
         from textclf.monitoring.feedback import read_feedback
         from textclf.monitoring.predictions import recent_traffic
-        from textclf.monitoring.profile import load_profile
+        from textclf.evaluation.profile import load_profile
         from textclf.registry.resolution import resolve_model
 
         cfg = settings(self)

@@ -76,7 +76,7 @@ def test_imports_run_one_way():
 
 @pytest.mark.parametrize("importer, imported", [
     ("textclf.data.preprocess", "textclf.training.launcher"),  # a lower stage reaching up
-    ("textclf.monitoring.profile", "textclf.tuning.study"),  # a stage beside it
+    ("textclf.monitoring.drift", "textclf.tuning.study"),  # a stage beside it
     ("textclf.config", "textclf.registry.resolution"),  # the ground floor reaching up
 ])
 def test_the_check_catches_an_import_that_goes_the_wrong_way(importer, imported):

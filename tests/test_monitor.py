@@ -66,7 +66,7 @@ def test_new_version_keeps_every_earlier_row_and_adds_each_accepted_row_once(tmp
 
 
 def test_trainflow_stores_a_reference_profile_with_the_model(trained_run):
-    from textclf.monitoring.profile import load_profile
+    from textclf.evaluation.profile import load_profile
 
     task = trained_run["end"].task
     profile, vectors = load_profile(task["model_uri"].data)

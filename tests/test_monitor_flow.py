@@ -126,7 +126,7 @@ def test_false_alarm_rate_over_many_in_domain_windows(champion):
     from textclf.config import MonitorConfig
     from textclf.model.predictor import Predictor
     from textclf.monitoring.assessment import assess
-    from textclf.monitoring.profile import load_profile
+    from textclf.evaluation.profile import load_profile
     from textclf.registry.resolution import resolve_model
 
     model = resolve_model(f"models:/{MODEL_NAME}@champion")

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads(Path(args.spec).read_text())
     result = fit(spec, stop_after_steps=args.stop_after_steps)
     if result is not None and spec.get("profile") and os.environ.get("RANK", "0") == "0":
-        from textclf.monitoring.profile import save_profile
+        from textclf.evaluation.profile import save_profile
 
         save_profile(spec["output"], spec["manifest"])
 

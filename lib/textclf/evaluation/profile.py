@@ -1,6 +1,6 @@
 """The reference profile TrainFlow saves beside every model: label shares, token lengths,
 prediction confidences and a sample of sentence embeddings of held-out rows. MonitorFlow compares
-fresh text with it."""
+fresh text with it. It lives with evaluation, below training: the rank that trained draws it."""
 from __future__ import annotations
 
 import io
