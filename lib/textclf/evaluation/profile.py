@@ -4,7 +4,9 @@ fresh text with it. It lives with evaluation, below training: the rank that trai
 from __future__ import annotations
 
 import io
+from contextlib import nullcontext
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,13 +42,15 @@ def describe(predictor: Predictor, texts: list[str], labels: list[list[str]], co
     }, predictor.embed([texts[i] for i in pick])
 
 
-def save_profile(model_uri: str, manifest: dict[str, Any], max_rows: int = 2000, seed: int = 0) -> str:
+def save_profile(model_uri: str, manifest: dict[str, Any], max_rows: int = 2000, seed: int = 0,
+                 local: Path | None = None) -> str:
     """Score the val and test splits once, storing the scores beside the model for the reports and
     the gate (`evaluation.scoring.store_scores`), then profile held-out rows (up to `max_rows` of
     them) from those scores with the same loaded model, and store the profile inside the model
-    folder, so that it travels with the model into the registry."""
+    folder, so that it travels with the model into the registry. `local`: a copy of the folder already
+    on this machine (the rank's own, before its upload), read instead of downloading a gs:// model."""
     id2label = {int(k): v for k, v in manifest["id2label"].items()}
-    with local_dir(model_uri) as model_dir:  # a gs:// model is read from a temporary copy
+    with nullcontext(local) if local else local_dir(model_uri) as model_dir:
         predictor = Predictor(model_dir)
         rows = pd.concat([store_scores(predictor, model_uri, split, manifest["shards"][split])
                           for split in ("val", "test")], ignore_index=True)

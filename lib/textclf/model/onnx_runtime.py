@@ -28,8 +28,8 @@ def onnx_logits(model_dir: str | Path, variant: str, threads: int) -> Callable[[
     options = ort.SessionOptions()  # graph optimisation is already ORT_ENABLE_ALL, execution sequential
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
-    # Pool threads spin between ops (onnxruntime's default), measured on 2 cores, one text over HTTP,
-    # 600 requests: p50 7.2-7.8 ms spinning vs 10.8-14.7 ms with `session.intra_op.allow_spinning=0`
+    # Pool threads spin between ops (onnxruntime's default), measured on 2 cores, one 13-token text
+    # over HTTP, 600 requests: p50 7.2-7.8 ms spinning vs 10.8-14.7 ms with `session.intra_op.allow_spinning=0`
     # on a quiet machine; 15.0-15.6 vs 14.8-15.0 ms beside two busy processes (no gain from sleeping).
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

@@ -34,6 +34,12 @@ def run_paths(cfg: TextclfConfig, flow: str, run_key: str) -> dict[str, str]:
             "checkpoint_dir": str(local / "checkpoints"), "log_dir": str(local / "logs"), "spec": str(local / "spec.json")}
 
 
+def model_workdir(output: str, checkpoint_dir: str) -> Path:
+    """Where rank 0 writes the model folder: `output` itself when local, else a working copy beside
+    the checkpoints that is then uploaded to `output`."""
+    return Path(checkpoint_dir) / "model" if is_remote(output) else Path(output)
+
+
 def cuda_devices() -> int:
     """The GPUs this process may use (CUDA_VISIBLE_DEVICES applies), asked of the CUDA driver as
     torch would ask it: the train step's own process never imports torch (2.5 s here), only its
@@ -106,6 +112,4 @@ def train_model(cfg: TextclfConfig, manifest: dict[str, Any], paths: dict[str, s
     run_torchrun(paths["spec"], nproc, threads_per_proc(cfg.train.threads_per_proc, nproc, concurrent), **rendezvous)
     if node_rank != 0:
         return {}
-    record = Path(paths["checkpoint_dir"]) / "model" / "training.json" if is_remote(paths["model"]) \
-        else Path(paths["model"]) / "training.json"
-    return json.loads(record.read_text())
+    return json.loads((model_workdir(paths["model"], paths["checkpoint_dir"]) / "training.json").read_text())

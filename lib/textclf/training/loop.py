@@ -22,16 +22,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textclf.config import TextclfConfig, from_dict
 from textclf.evaluation.calibration import calibrate
-from textclf.evaluation.metrics import (
-    best_threshold,
-    multi_hot,
-    quick_metrics,
-    resolve_metric,
-)
+from textclf.evaluation.metrics import best_threshold, multi_hot, quick_metrics, resolve_metric
 from textclf.model.folder import save_folder
 from textclf.model.network import build_model
 from textclf.model.padding import pad_batch
-from textclf.storage import is_remote, upload_dir
+from textclf.storage import upload_dir
 from textclf.training.checkpoints import Checkpoints
 from textclf.training.distributed import (
     Dist,
@@ -42,6 +37,7 @@ from textclf.training.distributed import (
     weights_digest,
 )
 from textclf.training.inputs import Split, labels_tensor, load_split
+from textclf.training.launcher import model_workdir
 from textclf.training.objective import EmbeddingAttack, make_loss
 from textclf.training.optim import amp_dtype, make_optimizer, make_scheduler
 from textclf.training.progress import progress
@@ -315,7 +311,7 @@ def finish(t: Trainer) -> dict[str, Any]:
               "world_size": t.d.world_size, "threads": torch.get_num_threads(), "device": str(t.d.device),
               "amp": str(t.dtype).replace("torch.", "") if t.dtype else "off", "model_uri": spec["output"]}
     if t.d.main:
-        local = Path(spec["output"]) if not is_remote(spec["output"]) else Path(spec["checkpoint_dir"]) / "model"
+        local = model_workdir(spec["output"], spec["checkpoint_dir"])
         save_folder(t.model, t.tokenizer, local)
         (local / "training.json").write_text(json.dumps(result, indent=2))
         upload_dir(local, spec["output"])

@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     result = fit(spec, stop_after_steps=args.stop_after_steps)
     if result is not None and spec.get("profile") and os.environ.get("RANK", "0") == "0":
         from textclf.evaluation.profile import save_profile
+        from textclf.training.launcher import model_workdir
 
-        save_profile(spec["output"], spec["manifest"])
+        save_profile(spec["output"], spec["manifest"], local=model_workdir(spec["output"], spec["checkpoint_dir"]))
 
 
 if __name__ == "__main__":
