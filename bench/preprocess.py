@@ -2,6 +2,7 @@
 
     python bench/preprocess.py                        # reference: 100k and 1M rows
     python bench/preprocess.py --rows 20000,100000    # a quick check
+    python bench/preprocess.py --set data.dask.blocksize=16000000   # textclf with other settings
 
 SST-2's train split is replicated up to N rows; each copy gets a distinct suffix (` r<k>`) so
 copies are not deduplicated away (SST-2's own repeated sentences still are: `rows_out`). rows/s
@@ -43,12 +44,12 @@ def replicate(rows: int, dest: Path) -> None:
     frame.rename(columns={"text": "sentence"}).to_csv(dest, sep="\t", index=False)
 
 
-def run_textclf(source: Path, out: Path) -> dict[str, Any]:
+def run_textclf(source: Path, out: Path, overrides: str = "") -> dict[str, Any]:
     from textclf.config import compose
     from textclf.data.preprocess import preprocess
 
     cfg = compose(f"data=sst2 data.source={source} data.train=null data.val=null data.test=null "
-                  f"artifact_root={out}")
+                  f"artifact_root={out} {overrides}")
     manifest = preprocess(cfg, str(out / "data"))
     return {"rows_out": sum(s["count"] for s in manifest["token_lengths"].values())}
 
@@ -68,17 +69,17 @@ def run_baseline(source: Path, out: Path) -> dict[str, Any]:
     return {"rows_out": len(frame)}
 
 
-def child(side: str, source: Path, out: Path) -> None:
+def child(side: str, source: Path, out: Path, overrides: str) -> None:
     """One side in this (fresh) process: time it and print its JSON."""
     if side == "baseline":
         os.environ.pop("TOKENIZERS_PARALLELISM", None)  # the tokenizer's default: Rust threads on
     with Timer() as t:
-        result = (run_textclf if side == "textclf" else run_baseline)(source, out)
+        result = run_textclf(source, out, overrides) if side == "textclf" else run_baseline(source, out)
     print(json.dumps({**result, "seconds": t.seconds}), flush=True)
 
 
-def measure(side: str, source: Path, out: Path, rows: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", side, "--source", str(source), "--out", str(out)]
+def measure(side: str, source: Path, out: Path, rows: int, overrides: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", side, "--source", str(source), "--out", str(out), "--set", overrides]
     with PeakRSS() as peak:
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -92,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000,1000000", help="comma-separated row counts")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--set", default="", help="config overrides for textclf's side, e.g. 'data.dask.blocksize=8000000'")
     parser.add_argument("--child", choices=["textclf", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--replicate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
@@ -99,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     offline()
     if args.child:
-        child(args.child, args.source, args.out)
+        child(args.child, args.source, args.out, args.set)
         return
     if args.replicate:
         replicate(args.replicate, args.source)
@@ -114,16 +116,16 @@ def main() -> None:
             entry = {}
             for side in ("textclf", "baseline"):
                 log(f"{rows} rows: {side}")
-                entry[side] = measure(side, source, Path(tmp) / f"{side}-{rows}", rows)
+                entry[side] = measure(side, source, Path(tmp) / f"{side}-{rows}", rows, args.set)
             entry["ratio"] = ratio(entry["textclf"]["rows_per_s"], entry["baseline"]["rows_per_s"])
             results[str(rows)] = entry
     first, last = str(sizes[0]), str(sizes[-1])
     emit({
-        "bench": "preprocess", "rows": sizes, **results,
+        "bench": "preprocess", "rows": sizes, "overrides": args.set, **results,
         "ratio": results[last]["ratio"],
         "memory_growth": {side: ratio(results[last][side]["peak_rss_mb"], results[first][side]["peak_rss_mb"])
                           for side in ("textclf", "baseline")},
-        "targets": {"ratio": 0.9, "memory_growth": 1.2, "peak_rss_mb": 2048},
+        "targets": {"ratio": 1.3, "memory_growth": 1.2, "peak_rss_mb": 2048},
         "machine": machine(),
     })
 

@@ -42,7 +42,12 @@ class DaskConfig:
     worker_cpu: int = 2
     worker_memory: str = "4Gi"
     partition_rows: int = 50_000  # rows per partition of in-memory sources (DVC, Hub)
-    blocksize: int = 16_000_000  # bytes per partition of a CSV / TSV / JSONL file, cut between records
+    # Bytes per partition of a CSV / TSV / JSONL file, cut between records. A worker holds one
+    # partition's texts at a time, so this bounds its memory; 4 MB (about 70k short texts) also gives
+    # both workers a partition of a 100k-row file. `bench/preprocess.py`, 2026-12-07, 2 cores: 16 MB
+    # peaked at 1,091 / 1,362 MB for 100k / 1M rows (x1.25), 8 MB 1,081 / 1,278 (x1.18), 4 MB
+    # 1,253 / 1,205 (x0.96), the fastest at both sizes.
+    blocksize: int = 4_000_000
 
 
 @dataclass
