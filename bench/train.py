@@ -4,6 +4,7 @@
     python bench/train.py --train-rows 2000 --variants flow # a quick check
     python bench/train.py --train-rows 1500 --batch-size 16 --val-rows 100 --variants 1x1 --skip-hf   # tests' size
     python bench/train.py --train-rows 7000 --join 3                 # longer texts: 3 sentences each, 30-60 tokens
+    python bench/train.py --variants "flow,flow:train.amp=off" --hf-bf16   # bf16 on both sides, and fp32
 
 Both sides get the same rows (textclf's preprocessed train split, SST-2's test set for accuracy),
 the same backbone (`minilm-l6`), hyperparameters (lr, decay, warmup, schedule, clipping, batch,
@@ -110,8 +111,9 @@ def split_rows(shard_uri: str) -> tuple[list[str], list[int]]:
     return table["text"].to_pylist(), table["label"].to_pylist()
 
 
-def run_hf(args: argparse.Namespace, cfg, manifest: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """The Trainer a Hugging Face user would write, on the same rows and settings."""
+def run_hf(args: argparse.Namespace, cfg, manifest: dict[str, Any], workdir: Path, bf16: bool = False) -> dict[str, Any]:
+    """The Trainer a Hugging Face user would write, on the same rows and settings; with `bf16`, under
+    Trainer's own bf16 autocast (`TrainingArguments(bf16=True)`), the lever textclf's `amp: auto` takes."""
     import torch
     from datasets import Dataset
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
@@ -138,7 +140,7 @@ def run_hf(args: argparse.Namespace, cfg, manifest: dict[str, Any], workdir: Pat
         num_train_epochs=tc.epochs, learning_rate=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_ratio,
         lr_scheduler_type=tc.scheduler, max_grad_norm=tc.max_grad_norm, seed=tc.seed,
         train_sampling_strategy="group_by_length", eval_strategy="no", save_strategy="no", logging_strategy="no",
-        report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+        report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, bf16=bf16)
     trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
     with Timer() as wall:
         out = trainer.train()
@@ -148,7 +150,7 @@ def run_hf(args: argparse.Namespace, cfg, manifest: dict[str, Any], workdir: Pat
     accuracy = float(np.mean(pred.predictions.argmax(-1) == np.asarray(test["labels"])))
     return {"samples_per_s": round(out.metrics["train_samples_per_second"], 1),
             "train_seconds": round(out.metrics["train_runtime"], 1), "wall_seconds": round(wall.seconds, 1),
-            "test_accuracy": round(accuracy, 4), "optimizer": str(targs.optim), "threads": args.threads}
+            "test_accuracy": round(accuracy, 4), "optimizer": str(targs.optim), "threads": args.threads, "bf16": bf16}
 
 
 def main() -> None:
@@ -163,6 +165,8 @@ def main() -> None:
     parser.add_argument("--variants", default="flow,2x1", help="comma-separated textclf variants (see above)")
     parser.add_argument("--workdir", type=Path, default=WORKDIR)
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--hf-bf16", action="store_true",
+                        help="also run Trainer with bf16=True (`hf_trainer[bf16]`); the ratio stays against its default")
     args = parser.parse_args()
     offline()
     require_sst2("train")
@@ -181,6 +185,9 @@ def main() -> None:
         if not args.skip_hf:
             log("Hugging Face Trainer")
             sides["hf_trainer"] = run_hf(args, cfg, manifest, args.workdir)
+            if args.hf_bf16:
+                log("Hugging Face Trainer, bf16")
+                sides["hf_trainer[bf16]"] = run_hf(args, cfg, manifest, args.workdir, bf16=True)
     hf = sides.get("hf_trainer")
     ours = {k: v for k, v in sides.items() if k.startswith("textclf")}
     best = max(ours, key=lambda k: ours[k]["samples_per_s"]) if ours else None
@@ -193,6 +200,8 @@ def main() -> None:
         "best_variant": best,
         "ratio_best": ratio(ours[best]["samples_per_s"], hf["samples_per_s"]) if hf and best else None,
         "accuracy_delta_points": round(100 * (ours[flow]["test_accuracy"] - hf["test_accuracy"]), 2) if hf and flow else None,
+        "ratio_vs_hf_bf16": ratio(ours[flow]["samples_per_s"], sides["hf_trainer[bf16]"]["samples_per_s"])
+        if "hf_trainer[bf16]" in sides and flow else None,
         "targets": {"ratio": 1.5, "accuracy_delta_points": 0.0},
         "machine": {**machine(), "thread_budget": args.threads},
     })

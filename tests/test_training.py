@@ -26,7 +26,7 @@ from textclf.training.distributed import Dist
 from textclf.training.launcher import run_paths, threads_per_proc, train_model
 from textclf.training.loop import fit, setup, train_step
 from textclf.training.objective import EmbeddingAttack, make_loss, positive_weights
-from textclf.training.optim import make_optimizer
+from textclf.training.optim import amp_dtype, make_optimizer, native_cpu_bf16
 
 
 def _spec(tmp_path, manifest, cfg, name: str) -> dict:
@@ -147,6 +147,32 @@ def test_the_rank_trains_with_the_threads_the_launcher_chose(toy_setup, tmp_path
 
 
 # --------------------------------------------------------------------------- optimizer
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads the CPU's flags from Linux")
+def test_auto_amp_keeps_fp32_on_cpu_and_names_bf16_units_when_the_cpu_has_them(capsys):
+    """`auto` never changes a CPU run's numbers by host; it says when `train.amp=bf16` would pay."""
+    flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":", 1)[1].split())
+    native = bool({"avx512_bf16", "amx_tile"} & flags)
+    assert native_cpu_bf16() == native
+    cpu, tc = torch.device("cpu"), compose("").train
+    assert amp_dtype(replace(tc, amp="auto"), cpu) is None
+    assert ("train.amp=bf16 trains" in capsys.readouterr().out) == native
+    assert amp_dtype(replace(tc, amp="off"), cpu) is None
+    assert amp_dtype(replace(tc, amp="bf16"), cpu) == torch.bfloat16
+
+
+def test_bf16_autocast_trains_on_cpu(toy_setup, tmp_path):
+    """`train.amp=bf16` on a CPU (native units or oneDNN's emulation): the loss falls, the weights
+    saved are fp32, and the record says bf16."""
+    cfg, manifest = toy_setup
+    cfg = replace(cfg, train=replace(cfg.train, amp="bf16", epochs=2, checkpoint_every_steps=0))
+    result = fit(_spec(tmp_path, manifest, cfg, "bf16"))
+    assert result["amp"] == "bfloat16"
+    losses = [h["train_loss"] for h in result["history"]]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+    weights = load_file(str(tmp_path / "bf16" / "model" / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+
 
 def test_layer_decay_slows_each_block_below_the_top():
     cfg = compose(f"data.source=x.csv {TINY} train.lr=1e-3 train.head_lr=5e-3 train.layer_decay=0.5")

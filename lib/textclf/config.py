@@ -146,7 +146,7 @@ class TrainConfig:
     class_weights: bool = False  # single-label: CE weighted by inverse frequency; multi-label: BCE pos_weight = negatives / positives
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
-    amp: str = "auto"  # auto (bf16 on capable GPUs) | bf16 | off
+    amp: str = "auto"  # auto (bf16 on GPUs with bf16 units; fp32 on CPU) | bf16 (also on CPU) | off
     metric: str = "auto"  # model selection: auto = accuracy / micro_f1 (multi-label)
     early_stopping_patience: int = 2
     calibrate: bool = True  # single-label: fit a temperature on val after training (evaluation/calibration.py)

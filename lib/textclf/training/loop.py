@@ -141,7 +141,8 @@ def setup(spec: dict[str, Any]) -> Trainer:
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, tc, math.ceil(len(sampler) / tc.grad_accum) * tc.epochs),
         loss_fn=make_loss(tc, multi_label, train.labels, len(id2label)),
-        attack=EmbeddingAttack(ddp, tc.fgm) if tc.fgm else None, sampler=sampler, dtype=amp_dtype(tc, d.device),
+        attack=EmbeddingAttack(ddp, tc.fgm) if tc.fgm else None, sampler=sampler,
+        dtype=amp_dtype(tc, d.device, hint=d.main),
         ckpts=Checkpoints(Path(spec["checkpoint_dir"]), d, spec.get("checkpoint_mirror")),
         log=RunLog(Path(spec["log_dir"]) / "metrics.jsonl", d.main, cfg.registry.tracking_uri, spec.get("mlflow_run_id"),
                    spec.get("log_mirror")))

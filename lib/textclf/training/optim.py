@@ -46,9 +46,24 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
                          num_training_steps=total_steps)
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+def native_cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX: Zen 4, Cooper Lake,
+    Sapphire Rapids and later)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device, hint: bool = True) -> torch.dtype | None:
+    """bf16 autocast (fp32 weights and optimizer state). `auto` takes it on GPUs with bf16 units
+    only: on a CPU it is `train.amp=bf16`, asked for, because it changes the numbers a run gives by
+    the host it lands on (a 2-core Zen 4 trained MiniLM at 141 vs 108 samples/s in fp32, SST-2 test
+    accuracy equal; where oneDNN emulates bf16 it is slower than fp32)."""
     if cfg.amp == "off":
         return None
+    if cfg.amp == "bf16":
+        return torch.bfloat16
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
-    return torch.bfloat16 if cfg.amp == "bf16" else None
+    if hint and device.type == "cpu" and native_cpu_bf16():  # rank 0 says it once
+        print("this CPU has bf16 units: train.amp=bf16 trains about 1.3x faster (fp32 now)", flush=True)
+    return None
