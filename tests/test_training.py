@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from dataclasses import replace
 
 import numpy as np
@@ -136,6 +137,36 @@ def test_the_launcher_counts_gpus_as_torch_does_without_importing_it():
              "print(default_nproc(0), default_nproc(3), 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == [str(torch.cuda.device_count() or 1), "3", "False"]
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc tunables need glibc")
+@pytest.mark.parametrize("keep", [True, False])
+def test_ranks_keep_a_freed_gradient_sized_block_for_the_next_step_unless_told_not_to(keep, monkeypatch):
+    """In the ranks' environment a freed 64 MB block stays in the heap (no mmap, no trim), so the
+    next step's gradient reuses its pages; glibc ignores a tunable out of range without a word, so
+    this asks the allocator itself (mallinfo2) what it did."""
+    import subprocess
+    import sys
+
+    from textclf.training.launcher import rank_env
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    probe = ("import ctypes, numpy as np\n"
+             "class Info(ctypes.Structure): _fields_ = [(f, ctypes.c_size_t) for f in "
+             "'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]\n"
+             "libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info\n"
+             "block = np.ones(8 << 20); mapped = libc.mallinfo2().hblkhd; del block\n"
+             "print(mapped >> 20, libc.mallinfo2().arena >> 20)\n")
+    env = rank_env(threads=1, keep_freed_memory=keep)
+    assert env["OMP_NUM_THREADS"] == "1"
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    mapped_mb, heap_mb_after_free = map(int, done.stdout.split())
+    if keep:
+        assert mapped_mb == 0 and heap_mb_after_free >= 64, done.stdout
+    else:
+        assert mapped_mb >= 64 and heap_mb_after_free < 64, done.stdout
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=0")
+    assert rank_env(threads=1)["GLIBC_TUNABLES"] == "glibc.malloc.check=0"  # the caller's own settings win
 
 
 def test_the_rank_trains_with_the_threads_the_launcher_chose(toy_setup, tmp_path):

@@ -155,6 +155,7 @@ class TrainConfig:
     threads_per_proc: int = 0  # 0: cores / (processes x trainings side by side on this machine)
     bucket_batches: int = 50  # length-bucketing window, in batches
     compile: bool = False  # torch.compile the training forward once, with dynamic shapes (padding varies per batch)
+    keep_freed_memory: bool = True  # ranks keep freed memory for reuse (glibc tunables; launcher.rank_env)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
 
