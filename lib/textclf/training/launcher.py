@@ -82,7 +82,7 @@ def threads_per_proc(requested: int, nproc: int, concurrent: int = 1) -> int:
 
 # glibc maps big blocks on their own and unmaps them when freed, so a big tensor made anew each step
 # comes back as fresh pages, faulted in one by one: zeroing MiniLM's word-embedding gradient (30522 x
-# 384, 47 MB) took ~50 ms of a 230 ms bf16 step on 2 cores. No mmap and a high trim threshold keep
+# 384, 47 MB) took ~55 ms of a 230 ms bf16 step on 2 cores. No mmap and a high trim threshold keep
 # freed memory in the heap for the next step; RSS stays at the peak, which a training process reaches
 # in its first steps anyway.
 KEEP_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
