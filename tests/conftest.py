@@ -16,6 +16,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _take_a_share_of_the_cores() -> None:
+    """Under pytest-xdist, pin this worker (and every flow, rank and Dask worker it starts) to its
+    own share of the cores. textclf sizes its thread pools from the cores a process may use
+    (`textclf.environment.usable_cpus`), so two workers never run two-thread trainings on the same
+    two cores, where libgomp's spinning threads cost several times the work."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not (worker and count and hasattr(os, "sched_setaffinity")):
+        return
+    cpus, index = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw"))
+    os.sched_setaffinity(0, cpus[index::int(count)] or [cpus[index % len(cpus)]])
+
+
+_take_a_share_of_the_cores()
 SANDBOX = Path(tempfile.mkdtemp(prefix="textclf-tests-"))
 
 # Set before anything imports metaflow, mlflow, gradio or transformers.
@@ -97,3 +112,17 @@ def trained_run(toy_csv):
     run = latest_run("TrainFlow")
     assert run.successful
     return run
+
+
+LONG = {"rehearsal": 0, "integration": 1, "slow": 1}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with whole flows, the rehearsal or benchmarks first, each file's own order kept. Under
+    pytest-xdist (`--dist loadfile`) a file goes whole to the next free worker in this order, so
+    the long files start first and the short ones fill the workers' last minutes."""
+    rank: dict[Path, int] = {}
+    for item in items:
+        marks = [LONG[mark.name] for mark in item.iter_markers() if mark.name in LONG]
+        rank[item.path] = min([rank.get(item.path, 2), *marks])
+    items.sort(key=lambda item: rank[item.path])

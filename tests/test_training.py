@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -24,6 +26,8 @@ from textclf.data.preprocess import preprocess
 from textclf.training.sampler import BucketBatchSampler
 from textclf.training.checkpoints import Checkpoints
 from textclf.training.distributed import Dist
+from textclf.environment import usable_cpus
+from textclf.training import launcher
 from textclf.training.launcher import run_paths, threads_per_proc, train_model
 from textclf.training.loop import fit, setup, train_step
 from textclf.training.objective import EmbeddingAttack, make_loss, positive_weights
@@ -109,13 +113,24 @@ def test_ranks_on_a_fresh_machine_build_one_tiny_backbone_and_keep_their_random_
 # --------------------------------------------------------------------------- thread budget
 
 def test_trainings_side_by_side_split_the_cores_and_threads_per_proc_wins(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(launcher, "usable_cpus", lambda: 2)
     assert threads_per_proc(0, nproc=1) == 2
     assert threads_per_proc(0, nproc=1, concurrent=2) == 1  # two local TuneFlow trials on 2 cores
     assert threads_per_proc(0, nproc=2, concurrent=2) == 1  # never below one
     assert threads_per_proc(3, nproc=1, concurrent=2) == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(launcher, "usable_cpus", lambda: 16)
     assert threads_per_proc(0, nproc=2, concurrent=2) == 4
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                    reason="needs affinity masks and two cores")
+@pytest.mark.parametrize("cores", [1, 2])
+def test_the_thread_budget_is_the_cores_a_process_may_use(cores):
+    """taskset, a container's cpuset, a pytest-xdist worker: the mask, not the machine, is the budget."""
+    code = "from textclf.training.launcher import threads_per_proc; print(threads_per_proc(0, nproc=1))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          preexec_fn=lambda: os.sched_setaffinity(0, range(cores)))
+    assert done.stdout.strip() == str(cores)
 
 
 def test_local_foreach_branches_share_the_cores_and_kubernetes_pods_keep_theirs(monkeypatch):
@@ -173,7 +188,7 @@ def test_the_rank_trains_with_the_threads_the_launcher_chose(toy_setup, tmp_path
     """Before, the worker set torch's threads to cores / ranks whatever the launcher exported."""
     cfg, manifest = toy_setup
     cfg = replace(cfg, artifact_root=str(tmp_path), train=replace(cfg.train, threads_per_proc=0, epochs=1))
-    record = train_model(cfg, manifest, run_paths(cfg, "test", "threads"), concurrent=os.cpu_count() or 1)
+    record = train_model(cfg, manifest, run_paths(cfg, "test", "threads"), concurrent=usable_cpus())
     assert record["threads"] == 1
 
 

@@ -20,6 +20,15 @@ DEFAULTS = {
 }
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on: its affinity mask (`taskset`, a container's cpuset, a test
+    worker's share), not the machine's count, so thread pools never outnumber the cores they get."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def apply_defaults() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)

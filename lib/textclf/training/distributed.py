@@ -12,6 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from textclf.environment import usable_cpus
+
 
 @dataclass
 class Dist:
@@ -38,10 +40,10 @@ class Dist:
 
 def default_threads() -> int:
     """The launcher's choice (`OMP_NUM_THREADS`, set for every rank: it knows which trainings share
-    the cores), else the cores of this node split evenly between its ranks."""
+    the cores), else the cores this process may use split evenly between its ranks."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, usable_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def init_distributed(threads: int) -> Dist:

@@ -16,6 +16,7 @@ from typing import Any
 
 from textclf.branches import artifact_root
 from textclf.config import TextclfConfig, to_dict
+from textclf.environment import usable_cpus
 from textclf.storage import is_remote, join
 
 WORKER = "textclf.training.worker"
@@ -72,12 +73,12 @@ def torchrun_command(spec_path: str, nproc: int, nnodes: int = 1, node_rank: int
 
 
 def threads_per_proc(requested: int, nproc: int, concurrent: int = 1) -> int:
-    """`train.threads_per_proc`, else this machine's cores split between the processes of every
+    """`train.threads_per_proc`, else the cores this process may use split between the processes of every
     training running on it at once: `concurrent` > 1 for a foreach's branches that run locally side
     by side. More threads than cores cost far more than a fair share: libgomp's idle threads spin at
     each barrier on the cores the others need (two TuneFlow trials on 2 cores used 304-327 CPU
     seconds each with 2 threads, 74-83 with 1, for the same training; `bench/tune.py`)."""
-    return requested or max(1, (os.cpu_count() or 1) // (nproc * max(1, concurrent)))
+    return requested or max(1, usable_cpus() // (nproc * max(1, concurrent)))
 
 
 # glibc maps big blocks on their own and unmaps them when freed, so a big tensor made anew each step
