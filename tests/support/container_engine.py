@@ -42,6 +42,13 @@ def engine_running() -> bool:
         subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
 
 
+def _every_core() -> None:
+    """The engine stands for the cluster, so it gets the machine, not the pinned test worker's share
+    (tests/conftest.py): dockerd refuses a pod's `--cpus` above the cores it may use itself."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
 def ensure_engine(timeout: float = 60) -> None:
     """A running engine: the one already up, or `dockerd` started here (as root)."""
     if engine_running():
@@ -52,7 +59,7 @@ def ensure_engine(timeout: float = 60) -> None:
         raise EngineUnavailable("no Docker engine runs, and starting dockerd needs root")
     WORK.mkdir(parents=True, exist_ok=True)
     log = (WORK / "dockerd.log").open("ab")
-    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_every_core)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if engine_running():
