@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, hamming_loss,
                              precision_score, recall_score, roc_auc_score)
 
-from textclf.evaluation.metrics import evaluation_report, load_metric, quick_metrics
+from textclf.evaluation.metrics import evaluation_report, load_metric, quick_metrics, validation_metrics
 
 
 def noisy_probs(truth: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -113,3 +113,15 @@ def test_metric_modules_load_offline_by_path_and_combine():
     assert out["roc_auc"] == 1.0
     with pytest.raises(ValueError, match="unknown metric module 'accuracy'.*classification_report"):
         load_metric("accuracy")
+
+
+def test_multi_label_epochs_are_compared_at_the_threshold_they_would_be_saved_with():
+    """An epoch that ranks every tag right with sigmoids still under 0.5 scores 0 at 0.5; selection
+    scores it as it would serve, at the threshold fitted on validation."""
+    truth = [[0], [1], [0, 1], []]
+    probs = np.array([[0.3, 0.1], [0.1, 0.3], [0.3, 0.3], [0.1, 0.1]])
+    assert quick_metrics(truth, probs, True)["micro_f1"] == 0.0
+    fitted = validation_metrics(truth, probs, True)
+    assert fitted["micro_f1"] == fitted["subset_accuracy"] == 1.0 and 0.1 < fitted["threshold"] <= 0.3
+    single = noisy_probs(np.array([0, 1, 2, 1]), 3, seed=0)
+    assert validation_metrics([0, 1, 2, 1], single, False) == quick_metrics([0, 1, 2, 1], single, False)

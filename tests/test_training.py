@@ -439,6 +439,8 @@ def test_multi_label_training_and_prediction(tmp_path):
     result = fit(_spec(tmp_path, manifest, cfg, "run"))
     assert 0 < result["threshold"] < 1 and "temperature" not in result  # multi-label keeps T = 1
     assert result["best_val"] > 0.8  # micro-F1; a constant predictor scores about 0.5 here
+    best = result["history"][result["best_epoch"] - 1]  # chosen at the threshold it is saved with
+    assert best["threshold"] == result["threshold"] and best["val_micro_f1"] == result["best_val"]
     predictor = Predictor(tmp_path / "run" / "model")
     assert predictor.multi_label and predictor.temperature == 1.0
     test = pq.read_table(manifest["shards"]["test"]).to_pydict()

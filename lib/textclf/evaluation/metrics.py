@@ -63,6 +63,17 @@ def best_threshold(truth: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
     return float(grid[i]), float(scores[i])
 
 
+def validation_metrics(y_true, probs: np.ndarray, multi_label: bool) -> dict[str, float]:
+    """What epoch selection compares. A multi-label model is scored at the threshold fitted on these
+    rows, the way it will be saved: at 0.5, an epoch whose sigmoids still sit below 0.5 would lose
+    to a worse one whose happen to straddle it."""
+    if not multi_label:
+        return quick_metrics(y_true, probs, False)
+    truth = multi_hot(y_true, probs.shape[1]) if not isinstance(y_true, np.ndarray) else y_true
+    threshold, _ = best_threshold(truth, probs)
+    return {**quick_metrics(truth, probs, True, threshold), "threshold": threshold}
+
+
 # --------------------------------------------------------------------------- the test report
 # Test metrics go through `evaluate`, with our own metric modules loaded by path (the Hub
 # versions of `accuracy`, `f1`, ... need a network). The evaluate notebook calls

@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textclf.config import TextclfConfig, from_dict
 from textclf.evaluation.calibration import calibrate
-from textclf.evaluation.metrics import best_threshold, multi_hot, quick_metrics, resolve_metric
+from textclf.evaluation.metrics import best_threshold, multi_hot, resolve_metric, validation_metrics
 from textclf.model.folder import save_folder
 from textclf.model.network import build_model
 from textclf.model.padding import pad_batch
@@ -262,10 +262,12 @@ def end_epoch(t: Trainer) -> bool:
     stopping says to finish."""
     tc, p = t.cfg.train, t.progress
     probs = predict_probs(t.kept, t.val, t.d, tc.eval_batch_size, t.pad_id, t.multi_label, t.dtype)
-    metrics = quick_metrics(t.val.labels, probs, t.multi_label) if len(t.val) else {}
+    metrics = validation_metrics(t.val.labels, probs, t.multi_label) if len(t.val) else {}
+    threshold = metrics.pop("threshold", None)  # multi-label: the one its scores were taken at
     score = metrics.get(t.metric_name, -p.epoch_loss / max(p.micro, 1))
     record = {"kind": "epoch", "epoch": p.epoch + 1, "step": p.step, "train_loss": p.epoch_loss / max(p.micro, 1),
-              "samples_per_s": p.samples / max(p.train_seconds, 1e-9), **{f"val_{k}": v for k, v in metrics.items()}}
+              "samples_per_s": p.samples / max(p.train_seconds, 1e-9), **{f"val_{k}": v for k, v in metrics.items()},
+              **({"threshold": threshold} if threshold is not None else {})}
     p.history.append(record)
     t.log.write(record)
     if t.d.main:
