@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textclf.config import TextclfConfig, from_dict
 from textclf.evaluation.calibration import calibrate
-from textclf.evaluation.metrics import best_threshold, multi_hot, resolve_metric, validation_metrics
+from textclf.evaluation.metrics import resolve_metric, validation_metrics
 from textclf.model.folder import save_folder
 from textclf.model.network import build_model
 from textclf.model.padding import pad_batch
@@ -305,7 +305,7 @@ def finish(t: Trainer) -> dict[str, Any]:
         t.model.config.calibration_temperature = calibration["temperature"]
     if t.multi_label and len(t.val):
         probs = predict_probs(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.multi_label, t.dtype)
-        threshold, _ = best_threshold(multi_hot(t.val.labels, probs.shape[1]), probs)
+        threshold = validation_metrics(t.val.labels, probs, True)["threshold"]
         t.model.config.threshold = threshold
     result = {"history": p.history, "best_epoch": p.best_epoch, "best_val": p.best,
               "selection_metric": t.metric_name, "threshold": threshold, **calibration, "steps": p.step,
