@@ -14,11 +14,13 @@ def test_defaults_compose_to_the_embedded_sample():
     assert cfg.artifact_root.endswith("artifacts") and cfg.artifact_root.startswith("/")
 
 
-def test_the_tags_sample_brings_the_multi_label_recipe_and_the_command_line_still_wins():
-    recipe = compose("data=sample_tags").train
-    assert (recipe.epochs, recipe.batch_size, recipe.head_lr) == (compose("train=multilabel").train.epochs, 16, 2e-3)
-    assert compose("data=sample_tags train=default").train.head_lr is None
-    assert compose("data=sample_tags train.epochs=4").train.epochs == 4
+@pytest.mark.parametrize("data", ["sample_tags", "goemotions"])
+def test_multi_label_data_brings_the_multi_label_recipe_and_the_command_line_still_wins(data):
+    cfg = compose(f"data={data}")
+    assert cfg.data.multi_label and cfg.data.label_delimiter == "|"
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.head_lr) == (compose("train=multilabel").train.epochs, 16, 2e-3)
+    assert compose(f"data={data} train=default").train.head_lr is None
+    assert compose(f"data={data} train.epochs=4").train.epochs == 4
 
 
 @pytest.mark.parametrize("text", [
