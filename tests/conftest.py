@@ -6,6 +6,7 @@ torchrun launches the ranks. Only the backbone is tiny (a random 2-layer BERT).
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import subprocess
@@ -114,15 +115,42 @@ def trained_run(toy_csv):
     return run
 
 
-LONG = {"rehearsal": 0, "integration": 1, "slow": 1}
+DURATIONS = ROOT / "tests" / "durations.json"  # seconds per file, as `pytest --store-durations` measured them
+GUESS = {"rehearsal": 3600.0, "integration": 120.0, "slow": 120.0}  # a file not measured yet, by its marks
+_measured: dict[str, float] = {}
+_ran: set[str] = set()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write each file's seconds (its tests' set-up, call and teardown) to {DURATIONS.name}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with whole flows, the rehearsal or benchmarks first, each file's own order kept. Under
-    pytest-xdist (`--dist loadfile`) a file goes whole to the next free worker in this order, so
-    the long files start first and the short ones fill the workers' last minutes."""
-    rank: dict[Path, int] = {}
+    """Longest files first, each file's own order kept. Under pytest-xdist (`--dist loadfile
+    --no-loadscope-reorder`) a file goes whole to the next free worker in this order, so the long
+    files start first and the short ones fill the workers' last minutes (longest-processing-time
+    first: a long file started last is the tail where one worker runs and the others idle).
+    Seconds come from durations.json; a file not in it yet is guessed from its marks."""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    seconds: dict[Path, float] = {}
     for item in items:
-        marks = [LONG[mark.name] for mark in item.iter_markers() if mark.name in LONG]
-        rank[item.path] = min([rank.get(item.path, 2), *marks])
-    items.sort(key=lambda item: rank[item.path])
+        guess = max([GUESS.get(mark.name, 1.0) for mark in item.iter_markers()], default=1.0)
+        seconds[item.path] = known.get(item.path.relative_to(ROOT).as_posix(), max(guess, seconds.get(item.path, 0.0)))
+    items.sort(key=lambda item: -seconds[item.path])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    file = report.nodeid.split("::")[0]
+    _measured[file] = _measured.get(file, 0.0) + report.duration
+    if not report.skipped:
+        _ran.add(file)  # a file whose tests all skipped (no data, no engine) says nothing of its length
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """`--store-durations`: the files this run measured replace their entries (the controller
+    writes: it gets every worker's reports)."""
+    if session.config.getoption("store_durations") and "PYTEST_XDIST_WORKER" not in os.environ and _ran:
+        known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        known.update({file: round(seconds, 1) for file, seconds in _measured.items() if file in _ran})
+        DURATIONS.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
