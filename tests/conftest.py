@@ -143,7 +143,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     file = report.nodeid.split("::")[0]
     _measured[file] = _measured.get(file, 0.0) + report.duration
-    if not report.skipped:
+    if report.when == "call":
         _ran.add(file)  # a file whose tests all skipped (no data, no engine) says nothing of its length
 
 
