@@ -119,6 +119,7 @@ DURATIONS = ROOT / "tests" / "durations.json"  # seconds per file, as `pytest --
 GUESS = {"rehearsal": 3600.0, "integration": 120.0, "slow": 120.0}  # a file not measured yet, by its marks
 _measured: dict[str, float] = {}
 _ran: set[str] = set()
+_skipped: set[str] = set()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -143,14 +144,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     file = report.nodeid.split("::")[0]
     _measured[file] = _measured.get(file, 0.0) + report.duration
-    if report.when == "call":
-        _ran.add(file)  # a file whose tests all skipped (no data, no engine) says nothing of its length
+    if report.skipped:  # no data, no engine here: the file's length here says nothing of its length elsewhere
+        _skipped.add(file)
+    elif report.when == "call":
+        _ran.add(file)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """`--store-durations`: the files this run measured replace their entries (the controller
-    writes: it gets every worker's reports)."""
-    if session.config.getoption("store_durations") and "PYTEST_XDIST_WORKER" not in os.environ and _ran:
+    """`--store-durations`: the files this run measured replace their entries, but for a file with a
+    skipped test (the controller writes: it gets every worker's reports)."""
+    if session.config.getoption("store_durations") and "PYTEST_XDIST_WORKER" not in os.environ and _ran - _skipped:
         known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-        known.update({file: round(seconds, 1) for file, seconds in _measured.items() if file in _ran})
+        known.update({file: round(seconds, 1) for file, seconds in _measured.items()
+                      if file in _ran - _skipped})
         DURATIONS.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
