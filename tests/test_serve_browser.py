@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from conftest import SANDBOX
 from serving import serving
@@ -47,8 +48,11 @@ def test_single_text_label_attribution_and_feedback(page):
     page.screenshot(path=str(SCREENSHOTS / "first.png"), full_page=True)
     page.fill("#text-input textarea", "the film was truly wonderful film")
     page.click("#classify")
-    verdict = page.locator("#verdict")
-    verdict.filter(has_text="positive").wait_for()
+    try:
+        page.locator("#verdict").filter(has_text="positive").wait_for()
+    except PlaywrightTimeout:  # flaked 2 runs in 9 on 2026-12-07: keep what the page showed instead
+        page.screenshot(path=str(SCREENSHOTS / "single-timeout.png"), full_page=True)
+        raise AssertionError(f"no positive verdict; the page read: {page.locator('body').inner_text()[:3000]!r}")
     assert "positive" in page.locator("#probabilities").inner_text()
     assert "wonderful" in page.locator("#attribution").inner_text()
     assert not page.locator("#right-label").is_visible()  # no label offered before the user says it is wrong
