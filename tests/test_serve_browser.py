@@ -50,7 +50,7 @@ def test_single_text_label_attribution_and_feedback(page):
     page.click("#classify")
     try:
         page.locator("#verdict").filter(has_text="positive").wait_for()
-    except PlaywrightTimeout:  # flaked 2 runs in 9 on 2026-12-07: keep what the page showed instead
+    except PlaywrightTimeout:  # flaked in 2 runs of 10 on 2026-12-07: keep what the page showed
         page.screenshot(path=str(SCREENSHOTS / "single-timeout.png"), full_page=True)
         raise AssertionError(f"no positive verdict; the page read: {page.locator('body').inner_text()[:3000]!r}")
     assert "positive" in page.locator("#probabilities").inner_text()
