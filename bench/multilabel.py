@@ -60,8 +60,9 @@ def fit_thresholds(truth: np.ndarray, probs: np.ndarray, mode: str) -> np.ndarra
     """One threshold for every label (micro-F1's best); or each label's own, tuned one label at a
     time from the global one (`per_label`: coordinate ascent, micro-F1 couples the labels); or each
     label at its own best F1 (`own`: the labels are independent, so this maximises macro-F1)."""
-    best = GRID[int(np.argmax([_f1(truth, probs >= t) for t in GRID]))]
-    thresholds = np.full(probs.shape[1], best)
+    from textclf.evaluation.metrics import best_threshold
+
+    thresholds = np.full(probs.shape[1], best_threshold(truth, probs)[0])  # what training saves, on GRID's points
     for j in range(probs.shape[1]) if mode != "global" else ():
         def trial(t: float) -> float:
             thresholds[j] = t

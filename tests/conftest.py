@@ -153,8 +153,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """`--store-durations`: the files this run measured replace their entries, but for a file with a
     skipped test (the controller writes: it gets every worker's reports)."""
-    if session.config.getoption("store_durations") and "PYTEST_XDIST_WORKER" not in os.environ and _ran - _skipped:
+    whole = _ran - _skipped
+    if session.config.getoption("store_durations") and "PYTEST_XDIST_WORKER" not in os.environ and whole:
         known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-        known.update({file: round(seconds, 1) for file, seconds in _measured.items()
-                      if file in _ran - _skipped})
+        known.update({file: round(seconds, 1) for file, seconds in _measured.items() if file in whole})
         DURATIONS.write_text(json.dumps(dict(sorted(known.items())), indent=1) + "\n")
