@@ -18,8 +18,9 @@ best parameters become `best.yaml`, a config TrainFlow takes unchanged:
     python flows/train_flow.py --config-value config "$(cat <artifact_root>/TuneFlow/<run>/best.yaml)" run
 
 With `tune.kfold=k` the best config is then cross-validated over k folds (mean ± std). Only after
-the choice, `final` trains the winner once per `tune.final_seeds` seed, selects on validation as
-every trial did, and scores the test split once per seed: the card, the MLflow run and best.yaml's
+the choice, `final` takes the winner once per `tune.final_seeds` seed (the seeds its trial trained
+are scored as they are, the others trained and selected on validation as every trial was), and
+scores the test split once per seed: the card, the MLflow run and best.yaml's
 header report validation and test as mean ± std over those seeds, with test's 95 % t-interval.
 """
 from metaflow import Config, FlowSpec, card, current, project, resources, step
@@ -149,14 +150,17 @@ class TuneFlow(FlowSpec):
     @resources(gpu=config.train.resources.gpu, cpu=config.train.resources.cpu, memory=config.train.resources.memory)
     @step
     def final(self):
-        """The winner with one seed: trained, selected on validation, then scored once on the unsealed test split."""
-        from textclf.tuning.final import final_run
+        """The winner with one seed: trained (unless its trial trained this seed), selected on validation,
+        then scored once on the unsealed test split."""
+        from textclf.tuning.final import final_run, trained_seeds
         from textclf.tuning.sealing import unsealed
 
+        trained = trained_seeds(self.results, self.best["number"]).get(self.input)
         self.final_seed = final_run(self.cfg, self.best["params"], unsealed(self.manifest), self.run_key, self.input,
-                                    side_by_side(len(self.final_ids)))
+                                    side_by_side(len(self.final_ids)), trained)
         seed = self.final_seed
-        print(f"seed {seed['seed']}: validation {seed['val']:.4f}, test {seed['test']:.4f}")
+        origin = "the trial's model" if seed["reused"] else "trained"
+        print(f"seed {seed['seed']} ({origin}): validation {seed['val']:.4f}, test {seed['test']:.4f}")
         self.next(self.final_join)
 
     @step

@@ -136,6 +136,10 @@ def test_recipes_are_compared_on_validation_over_seeds(selected):
     for t in trials:
         assert len(t.user_attrs["val_scores"]) == 2 and t.value == pytest.approx(sum(t.user_attrs["val_scores"]) / 2)
     assert end["best"].data["params"]["recipe"] in {"plain", "smooth"}
+    winner = next(t for t in trials if t.number == end["best"].data["number"])
+    finals = sorted((t["final_seed"].data for t in selected["run"]["final"]), key=lambda s: s["seed"])
+    assert all(s["reused"] and f"trial-{winner.number:03d}" in s["model"] for s in finals)  # not trained again
+    assert [s["val"] for s in finals] == winner.user_attrs["val_scores"]
     best = end["best_config"].data
     assert Path(end["best_config_uri"].data).read_text() == best
     header = best.splitlines()[1]

@@ -72,6 +72,10 @@ def test_study_survives_the_failed_trial_and_resume(tuned):
     assert end["best"].data["value"] == study.best_value
     assert end["kfold"].data["n"] == 2 and 0 <= end["kfold"].data["mean"] <= 1
     assert end["final_result"].data["test"]["n"] == 2  # after the folds, the winner on test
+    finals = sorted((t["final_seed"].data for t in tuned["run"]["final"]), key=lambda s: s["seed"])
+    winner = f"trial-{end['best'].data['number']:03d}"
+    assert [s["reused"] for s in finals] == [True, False]  # tune.seeds=1: the trial trained seed 42 only
+    assert winner in finals[0]["model"] and "/final/seed-1/" in finals[1]["model"]
 
 
 def test_every_trial_is_an_mlflow_child_run(tuned):

@@ -1,7 +1,11 @@
 """The winner scored once on test: the chosen config trained with each of `tune.final_seeds`
 seeds, selected on validation as every trial was, and only then scored on the test split, which
 no step reads before (`sealing`). What is reported: validation and test, each mean ± std over
-the seeds, and test's 95 % t-interval."""
+the seeds, and test's 95 % t-interval.
+
+A seed the winning trial already trained (seed i < `tune.seeds`: the same config, the same seed)
+is not trained again: its model is scored on test as it is. Training it twice would give the same
+model at the cost of a training, and on a CPU that is the difference between an evening and a day."""
 from __future__ import annotations
 
 from typing import Any
@@ -11,15 +15,26 @@ from textclf.evaluation.scoring import load_predictor, score_split
 from textclf.tuning.seeds import spread, train_seed
 
 
+def trained_seeds(results: list[dict[str, Any]], number: int) -> dict[int, dict[str, Any]]:
+    """The winning trial's trainings by seed index: seed, selection metric, validation score, model."""
+    trial = next(r for r in results if r["number"] == number)
+    return {i: {"seed": s["seed"], "metric": trial["metric"], "val": s["value"], "model": s["model"]}
+            for i, s in enumerate(trial["seeds"])}
+
+
 def final_run(cfg_dict: dict[str, Any], params: dict[str, Any], manifest: dict[str, Any], run_key: str,
-              i: int, concurrent: int = 1) -> dict[str, Any]:
+              i: int, concurrent: int = 1, trained: dict[str, Any] | None = None) -> dict[str, Any]:
     """Seed i of the winner (`manifest`: unsealed): its validation score, then its one test score,
-    by the metric training selected on. `concurrent`: seeds training side by side on this machine."""
-    record = train_seed(cfg_dict, params, manifest, run_key, "final", i, concurrent)
-    metric = record["selection_metric"]
-    scored = score_split(load_predictor(record["model"]), manifest["shards"]["test"])
-    test = quick_metrics(scored.truth, scored.probs, scored.multi_label, scored.threshold)[metric]
-    return {"seed": record["seed"], "metric": metric, "val": record["best_val"], "test": test, "model": record["model"]}
+    by the metric training selected on. `trained`: the winning trial's own training with this seed
+    (`trained_seeds`), scored instead of trained again. `concurrent`: seeds training side by side."""
+    reused = trained is not None
+    if not reused:
+        record = train_seed(cfg_dict, params, manifest, run_key, "final", i, concurrent)
+        trained = {"seed": record["seed"], "metric": record["selection_metric"], "val": record["best_val"],
+                   "model": record["model"]}
+    scored = score_split(load_predictor(trained["model"]), manifest["shards"]["test"])
+    test = quick_metrics(scored.truth, scored.probs, scored.multi_label, scored.threshold)[trained["metric"]]
+    return {**trained, "test": test, "reused": reused}
 
 
 def final_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
