@@ -124,6 +124,8 @@ def test_no_step_reads_test_before_the_choice(selected):
     assert final["seeds"] == [42, 43] and final["test"]["n"] == final["val"]["n"] == 2
     assert all(0.5 < x <= 1 for x in final["test"]["scores"] + final["val"]["scores"])
     assert final["test"]["low"] <= final["test"]["mean"] <= final["test"]["high"]
+    assert final["ece"]["n"] == final["ece_uncalibrated"]["n"] == 2  # calibration, after scaling and at T = 1
+    assert all(0 <= x <= 1 for x in final["ece"]["scores"] + final["ece_uncalibrated"]["scores"])
 
 
 @pytest.mark.integration
@@ -176,7 +178,7 @@ def test_the_report_shows_test_for_the_winner_only(selected):
     columns = [c["columns"] for c in _walk(components) if c.get("type") == "table"]
     trials, seeds = (next(c for c in columns if c[0] == first) for first in ("trial", "seed"))
     assert "validation" in trials and not [c for c in trials if "test" in c]  # every candidate: validation only
-    assert seeds == ["seed", "validation accuracy", "test accuracy"]  # the winner: test too
+    assert seeds == ["seed", "validation accuracy", "test accuracy", "test ECE", "test ECE at T = 1"]  # the winner: test too
 
 
 def _walk(node):

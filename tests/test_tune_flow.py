@@ -90,6 +90,9 @@ def test_every_trial_is_an_mlflow_child_run(tuned):
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert len(finished) == 4 and any(c.info.status == "FAILED" for c in children)
     assert all("best_val_accuracy" in c.data.metrics and "train.lr" in c.data.params for c in finished)
+    final = end["final_result"].data
+    assert parent.data.metrics["final_test_accuracy_mean"] == pytest.approx(final["test"]["mean"])
+    assert parent.data.metrics["final_test_ece_mean"] == pytest.approx(final["ece"]["mean"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best.yaml", "optimisation_history.png", "parallel_coordinates.png"} <= artifacts
 

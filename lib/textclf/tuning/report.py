@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 
 from textclf.config import TextclfConfig
-from textclf.tuning.final import describe
+from textclf.tuning.final import SPREAD, describe
 from textclf.tuning.tracking import finish_parent_run
 
 
@@ -71,9 +71,12 @@ def report(page, study: optuna.Study, cfg: TextclfConfig, run_key: str, best: di
                              f"**{kfold['mean']:.4f} ± {kfold['std']:.4f}**"))
     if final:
         page.append(Markdown(f"## The winner on test\n\n{describe(final)}."))
-        page.append(Table([[str(seed), f"{v:.4f}", f"{t:.4f}"] for seed, v, t in
-                           zip(final["seeds"], final["val"]["scores"], final["test"]["scores"])],
-                          headers=["seed", f"validation {final['metric']}", f"test {final['metric']}"]))
+        titles = {"val": f"validation {final['metric']}", "test": f"test {final['metric']}", "ece": "test ECE",
+                  "ece_uncalibrated": "test ECE at T = 1"}
+        columns = [k for k in SPREAD if k in final]
+        page.append(Table([[str(seed), *(f"{final[k]['scores'][i]:.4f}" for k in columns)]
+                           for i, seed in enumerate(final["seeds"])],
+                          headers=["seed", *(titles[k] for k in columns)]))
     files = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, figure in study_figures(study).items():

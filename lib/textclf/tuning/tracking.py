@@ -63,8 +63,10 @@ def _spread_metrics(name: str, scores: dict[str, Any], now: int) -> list:
 def finish_parent_run(cfg: TextclfConfig, parent: str, study: optuna.Study, files: list[str],
                       folds: dict[str, Any] | None, final: dict[str, Any] | None) -> None:
     """The study's verdict: the best trial's validation value, the folds' spread, and the winner's
-    validation and test over the final seeds (each seed's at step = its seed)."""
+    validation, test and test's calibration error over the final seeds (each seed's at step = its seed)."""
     from mlflow.entities import Metric, Param
+
+    from textclf.tuning.final import SPREAD
 
     c = client(cfg.registry)
     now = int(time.time() * 1000)
@@ -72,11 +74,12 @@ def finish_parent_run(cfg: TextclfConfig, parent: str, study: optuna.Study, file
     if folds:
         metrics += _spread_metrics("kfold", folds, now)
     if final:
-        for split in ("val", "test"):
-            name = f"final_{split}_{final['metric']}"
-            metrics += _spread_metrics(name, final[split], now)
-            metrics += [Metric(f"{name}_by_seed", value, now, seed)
-                        for seed, value in zip(final["seeds"], final[split]["scores"])]
+        names = {"val": f"final_val_{final['metric']}", "test": f"final_test_{final['metric']}",
+                 "ece": "final_test_ece", "ece_uncalibrated": "final_test_ece_uncalibrated"}
+        for key in (k for k in SPREAD if k in final):
+            metrics += _spread_metrics(names[key], final[key], now)
+            metrics += [Metric(f"{names[key]}_by_seed", value, now, seed)
+                        for seed, value in zip(final["seeds"], final[key]["scores"])]
     c.log_batch(parent, metrics=metrics, params=[Param(f"best.{k}", str(v)) for k, v in study.best_params.items()])
     for path in files:
         c.log_artifact(parent, path)
