@@ -7,7 +7,7 @@
     python bench/train.py --variants "flow,flow:train.amp=off" --hf-bf16   # bf16 on both sides, and fp32
 
 Both sides get the same rows (textclf's preprocessed train split, SST-2's test set for accuracy),
-the same backbone (`minilm-l6`), hyperparameters (lr, decay, warmup, schedule, clipping, batch,
+the same backbone (`minilm-l6`), hyperparameters (lr, decay, warmup, schedule, clipping, batch, label smoothing,
 epochs, seed, max length) and thread budget. The baseline is Trainer's strong configuration:
 dynamic padding (`DataCollatorWithPadding`) and `train_sampling_strategy="group_by_length"`.
 
@@ -138,7 +138,7 @@ def run_hf(args: argparse.Namespace, cfg, manifest: dict[str, Any], workdir: Pat
     targs = TrainingArguments(
         output_dir=str(workdir / "hf"), per_device_train_batch_size=tc.batch_size, per_device_eval_batch_size=tc.eval_batch_size,
         num_train_epochs=tc.epochs, learning_rate=tc.lr, weight_decay=tc.weight_decay, warmup_steps=tc.warmup_ratio,
-        lr_scheduler_type=tc.scheduler, max_grad_norm=tc.max_grad_norm, seed=tc.seed,
+        lr_scheduler_type=tc.scheduler, max_grad_norm=tc.max_grad_norm, seed=tc.seed, label_smoothing_factor=tc.label_smoothing,
         train_sampling_strategy="group_by_length", eval_strategy="no", save_strategy="no", logging_strategy="no",
         report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, bf16=bf16)
     trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer))
