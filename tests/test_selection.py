@@ -77,6 +77,28 @@ def test_the_grid_walks_every_recipe_once_across_slots(tmp_path):
     assert sorted(walked) == ["a", "b", "c"]
 
 
+def test_a_resumed_slot_that_had_finished_returns_its_result_and_trains_nothing(tmp_path):
+    """When a sibling branch fails, Metaflow stops a trial task that may already have told the study;
+    `resume` then runs that slot again. It must get the finished trial back, not a second training and
+    a second COMPLETE trial (what the fresh-clone CI once caught in test_tune_flow)."""
+    from textclf.config import to_dict
+    from textclf.tuning.study import run_trial
+
+    cfg = compose("tune: {sampler: grid, space: [], recipes: {a: {}, b: {train.fgm: 0.1}}}", overrides=["model=tiny"])
+    ref, space = {"storage": f"sqlite:///{tmp_path / 'study.db'}", "name": "resumed"}, search_space(cfg)
+    study = load_study(ref, cfg.tune, space, seed=0)
+    trial = study.ask(space)
+    result = {"number": trial.number, "slot": 0, "params": dict(trial.params), "value": 0.9, "std": 0.0,
+              "metric": "accuracy", "seeds": [{"seed": 42, "value": 0.9, "best_epoch": 1, "model": "m"}]}
+    trial.set_user_attr("slot", 0)
+    trial.set_user_attr("result", result)
+    study.tell(trial, 0.9)
+    no_data = {"shards": {}}  # a training would fail on it
+    assert run_trial(to_dict(cfg), ref, no_data, "1", 0, None) == result
+    trials = load_study(ref, cfg.tune, space, seed=0).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+
+
 def test_the_rig_makes_the_test_split_unreadable_to_a_step_before_final(tmp_path):
     """The control: the same rig, a pyarrow read (the one shard reader) from a `trial` process fails,
     and from a `final` process of the same run succeeds."""

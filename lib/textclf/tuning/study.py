@@ -80,15 +80,20 @@ def has_budget(tune: TuneConfig, slot: int, started: float) -> bool:
     return slot < slots(tune) and not late
 
 
-def _retry_earlier_attempt(study: optuna.Study, slot: int) -> None:
-    """On `resume` a slot runs again: its earlier attempt is failed and its parameters retried."""
+def _earlier_attempt(study: optuna.Study, slot: int) -> dict[str, Any] | None:
+    """On `resume` a slot runs again. An earlier attempt that finished (its task was stopped after
+    the study was told, when a sibling branch failed) is its result, not trained again; one that did
+    not is failed and its parameters retried."""
     earlier = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("slot") == slot]
     if not earlier:
-        return
+        return None
     last = earlier[-1]
+    if last.state == TrialState.COMPLETE and "result" in last.user_attrs:
+        return last.user_attrs["result"]
     if last.state == TrialState.RUNNING:
         study.tell(last.number, state=TrialState.FAIL)
     study.enqueue_trial(last.params, user_attrs={"retry_of": last.number})
+    return None
 
 
 def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str, Any], run_key: str, slot: int,
@@ -98,7 +103,10 @@ def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str,
     cfg = from_dict(cfg_dict)
     space = search_space(cfg)
     study = load_study(ref, cfg.tune, space, seed=slot)
-    _retry_earlier_attempt(study, slot)
+    finished = _earlier_attempt(study, slot)
+    if finished is not None:
+        print(f"trial {finished['number']} (slot {slot}) finished before this resume: not trained again", flush=True)
+        return finished
     trial = study.ask(space)
     trial.set_user_attr("slot", slot)
     params = dict(trial.params)
@@ -114,14 +122,16 @@ def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str,
         log_trial(cfg, parent_run, trial.number, params, [])
         raise
     scores = spread([r["best_val"] for r in records])
+    result = {"number": trial.number, "slot": slot, "params": params, "value": scores["mean"], "std": scores["std"],
+              "metric": records[0]["selection_metric"],
+              "seeds": [{"seed": r["seed"], "value": r["best_val"], "best_epoch": r["best_epoch"], "model": r["model"]}
+                        for r in records]}
     trial.set_user_attr("val_scores", scores["scores"])
     trial.set_user_attr("val_std", scores["std"])
+    trial.set_user_attr("result", result)  # what a resume returns for this slot instead of training it again
     study.tell(trial, scores["mean"])
     log_trial(cfg, parent_run, trial.number, params, records)
-    return {"number": trial.number, "slot": slot, "params": params, "value": scores["mean"], "std": scores["std"],
-            "metric": records[0]["selection_metric"],
-            "seeds": [{"seed": r["seed"], "value": r["best_val"], "best_epoch": r["best_epoch"], "model": r["model"]}
-                      for r in records]}
+    return result
 
 
 def close_study(ref: dict[str, str], cfg: TextclfConfig) -> optuna.Study:
