@@ -1,12 +1,12 @@
-"""The winner scored once on test: the chosen config trained with each of `tune.final_seeds`
-seeds, selected on validation as every trial was, and only then scored on the test split, which
+"""The winner scored once on test: the chosen config with each of `tune.final_seeds` seeds,
+selected on validation as every trial was, and only then scored on the test split, which
 no step reads before (`sealing`). What is reported: validation and test, each mean ± std over
 the seeds, and test's 95 % t-interval; for a single-label model also test's expected calibration
 error after temperature scaling and at T = 1, the calibration result a recipe is chosen with.
 
 A seed the winning trial already trained (seed i < `tune.seeds`: the same config, the same seed)
 is not trained again: its model is scored on test as it is. Training it twice would give the same
-model at the cost of a training, and on a CPU that is the difference between an evening and a day."""
+model at the cost of a training (6 to 12 minutes a seed for SST-2 on the 2-core CPU, in bf16)."""
 from __future__ import annotations
 
 from typing import Any
