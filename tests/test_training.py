@@ -376,6 +376,28 @@ def test_resume_mid_epoch_gives_the_same_weights_as_an_uninterrupted_run(toy_set
         torch.testing.assert_close(a["head.1.weight"], last["ema"]["module.head.1.weight"], rtol=0, atol=0)
 
 
+def test_the_temperature_is_fitted_on_the_best_epochs_logits_without_scoring_val_again(toy_setup, tmp_path,
+                                                                                        monkeypatch):
+    """One validation pass per epoch: `finish` fits T on the logits the best epoch was chosen on. A
+    run resumed past that epoch has none in memory and scores val again, to the same T."""
+    from textclf.training import loop
+
+    cfg, manifest = toy_setup
+    cfg = replace(cfg, train=replace(cfg.train, epochs=2, calibrate=True))
+    passes = []
+    scored = loop.predict_logits
+    monkeypatch.setattr(loop, "predict_logits", lambda *a, **k: passes.append(a[1]) or scored(*a, **k))
+    spec = _spec(tmp_path, manifest, cfg, "once")
+    first = fit(spec)
+    assert len(passes) == 2, "one val pass per epoch, none more in finish"
+    passes.clear()
+    again = fit(spec)  # resumes from the last checkpoint, after both epochs: only finish is left
+    assert len(passes) == 1
+    assert again["best_epoch"] == first["best_epoch"]
+    for key in ("temperature", "val_ece", "val_ece_uncalibrated"):
+        assert again[key] == pytest.approx(first[key], rel=1e-6), key
+
+
 def test_a_fresh_machine_resumes_from_the_checkpoint_mirrored_on_gs(toy_setup, tmp_path, gcs, capsys):
     """A retried pod has an empty disk: it finds the newest checkpoint, the best weights and the
     training log in the mirror beside the run's artifacts, and ends where an uninterrupted run ends."""

@@ -57,32 +57,35 @@ class Predictor:
         return AutoModelForSequenceClassification.from_pretrained(self.model_dir).eval().to(self.device)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
+        if not len(texts):
+            return []
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)["input_ids"]
         return [np.asarray(x, dtype=np.int64) for x in ids]
 
     @torch.inference_mode()
-    def probs_from_ids(self, input_ids: list[np.ndarray]) -> np.ndarray:
+    def _by_length(self, input_ids: list[np.ndarray], run, width: int) -> np.ndarray:
+        """`run` over batches of similar length (little padding), rows back in input order."""
         order = np.argsort([len(x) for x in input_ids], kind="stable")
-        out = np.zeros((len(input_ids), len(self.labels)), dtype=np.float32)
+        if not len(order):
+            return np.zeros((0, width), np.float32)
+        parts = []
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            batch = {k: v.to(self.device) for k, v in pad_batch([input_ids[i] for i in idx], self.pad_id).items()}
-            logits = self._logits(batch).float()
-            out[idx] = (torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)).cpu().numpy()
-        return out
+            batch = pad_batch([input_ids[i] for i in order[start:start + self.batch_size]], self.pad_id)
+            parts.append(run({k: v.to(self.device) for k, v in batch.items()}).float().cpu().numpy())
+        return np.concatenate(parts)[np.argsort(order)]
 
-    @torch.inference_mode()
+    def probs_from_ids(self, input_ids: list[np.ndarray]) -> np.ndarray:
+        def probs(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            logits = self._logits(batch).float()
+            return torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)
+        return self._by_length(input_ids, probs, len(self.labels))
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Pooled sentence embeddings from the classifier's own backbone (what its head sees)."""
-        ids = self.encode(texts)
-        out = []
-        for start in range(0, len(ids), self.batch_size):
-            batch = {k: v.to(self.device) for k, v in pad_batch(ids[start:start + self.batch_size], self.pad_id).items()}
-            out.append(self.model.embed(**batch).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+        return self._by_length(self.encode(texts), lambda batch: self.model.embed(**batch), 1)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.probs_from_ids(self.encode(texts)) if len(texts) else np.zeros((0, len(self.labels)), np.float32)
+        return self.probs_from_ids(self.encode(texts))
 
     def decide(self, probs: np.ndarray) -> list[Any]:
         """Labels from probabilities: argmax, or every label over the threshold (multi-label)."""

@@ -28,14 +28,8 @@ from textclf.model.network import build_model
 from textclf.model.padding import pad_batch
 from textclf.storage import upload_dir
 from textclf.training.checkpoints import Checkpoints
-from textclf.training.distributed import (
-    Dist,
-    broadcast_weights,
-    default_threads,
-    init_distributed,
-    seed_everything,
-    weights_digest,
-)
+from textclf.training.distributed import (Dist, broadcast_weights, default_threads, init_distributed, seed_everything,
+                                          weights_digest)
 from textclf.training.inputs import Split, labels_tensor, load_split
 from textclf.training.launcher import model_workdir
 from textclf.training.objective import EmbeddingAttack, make_loss
@@ -43,7 +37,7 @@ from textclf.training.optim import amp_dtype, make_optimizer, make_scheduler
 from textclf.training.progress import progress
 from textclf.training.sampler import BucketBatchSampler
 from textclf.training.tracking import RunLog
-from textclf.training.validation import predict_logits, predict_probs
+from textclf.training.validation import predict_logits, probabilities
 
 
 @dataclass
@@ -85,6 +79,8 @@ class Trainer:
     log: RunLog
     progress: Progress = field(default_factory=Progress)
     first_step_seconds: float = 0.0  # this process's first micro-batch: where train.compile compiles
+    # The kept weights' val logits from the epoch that chose them, for `finish` (None if resumed past it).
+    best_val_logits: np.ndarray | None = None
 
     @property
     def kept(self) -> nn.Module:
@@ -261,8 +257,8 @@ def end_epoch(t: Trainer) -> bool:
     """Validate, record, keep the weights if they are the best so far, checkpoint; True when early
     stopping says to finish."""
     tc, p = t.cfg.train, t.progress
-    probs = predict_probs(t.kept, t.val, t.d, tc.eval_batch_size, t.pad_id, t.multi_label, t.dtype)
-    metrics = validation_metrics(t.val.labels, probs, t.multi_label) if len(t.val) else {}
+    logits = predict_logits(t.kept, t.val, t.d, tc.eval_batch_size, t.pad_id, t.dtype)
+    metrics = validation_metrics(t.val.labels, probabilities(logits, t.multi_label), t.multi_label) if len(t.val) else {}
     threshold = metrics.pop("threshold", None)  # multi-label: the one its scores were taken at
     score = metrics.get(t.metric_name, -p.epoch_loss / max(p.micro, 1))
     record = {"kind": "epoch", "epoch": p.epoch + 1, "step": p.step, "train_loss": p.epoch_loss / max(p.micro, 1),
@@ -274,6 +270,7 @@ def end_epoch(t: Trainer) -> bool:
         print(json.dumps(record), flush=True)
     if score > p.best:
         p.best, p.best_epoch, p.bad_epochs = score, p.epoch + 1, 0
+        t.best_val_logits = logits
         if t.d.main:
             t.ckpts.keep_best(t.kept.state_dict())
     else:
@@ -300,13 +297,15 @@ def finish(t: Trainer) -> dict[str, Any]:
     broadcast_weights(t.model, t.d)
     print(f"rank {t.d.rank}: final weights sha256={weights_digest(t.model)}", flush=True)
     threshold, calibration = None, {}
-    if tc.calibrate and not t.multi_label and len(t.val):  # on the logits at T = 1, as trained
-        calibration = calibrate(predict_logits(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.dtype), t.val.labels)
-        t.model.config.calibration_temperature = calibration["temperature"]
-    if t.multi_label and len(t.val):
-        probs = predict_probs(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.multi_label, t.dtype)
-        threshold = validation_metrics(t.val.labels, probs, True)["threshold"]
-        t.model.config.threshold = threshold
+    if len(t.val) and (t.multi_label or tc.calibrate):
+        logits = t.best_val_logits if t.best_val_logits is not None else \
+            predict_logits(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.dtype)
+        if t.multi_label:
+            threshold = validation_metrics(t.val.labels, probabilities(logits, True), True)["threshold"]
+            t.model.config.threshold = threshold
+        else:  # on the logits at T = 1, as trained
+            calibration = calibrate(logits, t.val.labels)
+            t.model.config.calibration_temperature = calibration["temperature"]
     result = {"history": p.history, "best_epoch": p.best_epoch, "best_val": p.best,
               "selection_metric": t.metric_name, "threshold": threshold, **calibration, "steps": p.step,
               "train_samples": p.samples, "train_seconds": p.train_seconds,

@@ -30,7 +30,6 @@ def predict_logits(model: nn.Module, split: Split, d: Dist, batch_size: int, pad
     return np.concatenate([p for p in parts if p is not None])
 
 
-def predict_probs(model: nn.Module, split: Split, d: Dist, batch_size: int, pad_id: int, multi_label: bool,
-                  dtype: torch.dtype | None) -> np.ndarray:
-    logits = torch.from_numpy(predict_logits(model, split, d, batch_size, pad_id, dtype))
-    return (torch.sigmoid(logits) if multi_label else logits.softmax(-1)).numpy()
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    scores = torch.from_numpy(logits)
+    return (torch.sigmoid(scores) if multi_label else scores.softmax(-1)).numpy()
