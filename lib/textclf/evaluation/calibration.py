@@ -63,10 +63,9 @@ def uncalibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
     return np.exp(log_probs(logp, 1.0 / temperature))
 
 
-def scaled_and_unscaled_ece(probs: np.ndarray, gold: np.ndarray, temperature: float) -> dict[str, float]:
-    """ECE of a folder's probabilities (scaled by its temperature) and at T = 1: what scaling changed."""
-    return {"ece": reliability(probs, gold)["ece"],
-            "ece_uncalibrated": reliability(uncalibrated(probs, temperature), gold)["ece"]}
+def unscaled_ece(probs: np.ndarray, gold: np.ndarray, temperature: float) -> float:
+    """ECE at T = 1 of probabilities a folder's temperature scaled: what scaling changed, beside their own."""
+    return reliability(uncalibrated(probs, temperature), gold)["ece"]
 
 
 def reliability(probs: np.ndarray, gold: np.ndarray) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from textclf.evaluation.calibration import scaled_and_unscaled_ece
+from textclf.evaluation.calibration import reliability, unscaled_ece
 from textclf.evaluation.metrics import quick_metrics
 from textclf.evaluation.scoring import load_predictor, score_split
 from textclf.tuning.seeds import spread, train_seed
@@ -36,7 +36,9 @@ def final_run(cfg_dict: dict[str, Any], params: dict[str, Any], manifest: dict[s
                    "model": record["model"]}
     scored = score_split(load_predictor(trained["model"]), manifest["shards"]["test"])
     test = quick_metrics(scored.truth, scored.probs, scored.multi_label, scored.threshold)[trained["metric"]]
-    calibration = {} if scored.multi_label else scaled_and_unscaled_ece(scored.probs, scored.truth, scored.temperature)
+    calibration = {} if scored.multi_label else {
+        "ece": reliability(scored.probs, scored.truth)["ece"],
+        "ece_uncalibrated": unscaled_ece(scored.probs, scored.truth, scored.temperature)}
     return {**trained, "test": test, **calibration, "reused": reused}
 
 
