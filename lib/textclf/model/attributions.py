@@ -15,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from textclf.model.probabilities import probabilities
+
 METHODS = ("integrated_gradients", "gradient_x_input")
 IG_STEPS = 32  # MiniLM on SST-2: sum of scores within 5e-4 of p(text) - p(baseline); 16 steps: 1e-2
 
@@ -60,7 +62,7 @@ def _target_probability(model: torch.nn.Module, target: int, multi_label: bool) 
     """What every method explains: the target's probability (softmax, or sigmoid for multi-label)."""
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
-        return (torch.sigmoid(logits) if multi_label else logits.softmax(-1))[:, target]
+        return probabilities(logits, multi_label)[:, target]
     return forward
 
 

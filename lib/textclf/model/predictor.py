@@ -12,6 +12,7 @@ import textclf.model.network  # noqa: F401  (registers the textclf model type wi
 from textclf.model.folder import max_length
 from textclf.model.onnx_runtime import VARIANTS, onnx_logits
 from textclf.model.padding import pad_batch
+from textclf.model.probabilities import probabilities
 
 
 class Predictor:
@@ -75,10 +76,8 @@ class Predictor:
         return np.concatenate(parts)[np.argsort(order)]
 
     def probs_from_ids(self, input_ids: list[np.ndarray]) -> np.ndarray:
-        def probs(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            logits = self._logits(batch).float()
-            return torch.sigmoid(logits) if self.multi_label else logits.softmax(-1)
-        return self._by_length(input_ids, probs, len(self.labels))
+        return self._by_length(input_ids, lambda batch: probabilities(self._logits(batch).float(), self.multi_label),
+                               len(self.labels))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Pooled sentence embeddings from the classifier's own backbone (what its head sees)."""

@@ -37,7 +37,7 @@ from textclf.training.optim import amp_dtype, make_optimizer, make_scheduler
 from textclf.training.progress import progress
 from textclf.training.sampler import BucketBatchSampler
 from textclf.training.tracking import RunLog
-from textclf.training.validation import predict_logits, probabilities
+from textclf.training.validation import predict_logits, split_probabilities
 
 
 @dataclass
@@ -258,7 +258,7 @@ def end_epoch(t: Trainer) -> bool:
     stopping says to finish."""
     tc, p = t.cfg.train, t.progress
     logits = predict_logits(t.kept, t.val, t.d, tc.eval_batch_size, t.pad_id, t.dtype)
-    metrics = validation_metrics(t.val.labels, probabilities(logits, t.multi_label), t.multi_label) if len(t.val) else {}
+    metrics = validation_metrics(t.val.labels, split_probabilities(logits, t.multi_label), t.multi_label) if len(t.val) else {}
     threshold = metrics.pop("threshold", None)  # multi-label: the one its scores were taken at
     score = metrics.get(t.metric_name, -p.epoch_loss / max(p.micro, 1))
     record = {"kind": "epoch", "epoch": p.epoch + 1, "step": p.step, "train_loss": p.epoch_loss / max(p.micro, 1),
@@ -301,7 +301,7 @@ def finish(t: Trainer) -> dict[str, Any]:
         logits = t.best_val_logits if t.best_val_logits is not None else \
             predict_logits(t.ddp, t.val, t.d, tc.eval_batch_size, t.pad_id, t.dtype)
         if t.multi_label:
-            threshold = validation_metrics(t.val.labels, probabilities(logits, True), True)["threshold"]
+            threshold = validation_metrics(t.val.labels, split_probabilities(logits, True), True)["threshold"]
             t.model.config.threshold = threshold
         else:  # on the logits at T = 1, as trained
             calibration = calibrate(logits, t.val.labels)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from textclf.model.padding import pad_batch
+from textclf.model.probabilities import probabilities
 from textclf.training.distributed import Dist, unwrap
 from textclf.training.inputs import Split
 from textclf.training.sampler import shard_indices
@@ -30,6 +31,6 @@ def predict_logits(model: nn.Module, split: Split, d: Dist, batch_size: int, pad
     return np.concatenate([p for p in parts if p is not None])
 
 
-def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
-    scores = torch.from_numpy(logits)
-    return (torch.sigmoid(scores) if multi_label else scores.softmax(-1)).numpy()
+def split_probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """`predict_logits`' array as probabilities."""
+    return probabilities(torch.from_numpy(logits), multi_label).numpy()
