@@ -80,23 +80,36 @@ def test_the_grid_walks_every_recipe_once_across_slots(tmp_path):
 def test_a_resumed_slot_that_had_finished_returns_its_result_and_trains_nothing(tmp_path):
     """When a sibling branch fails, Metaflow stops a trial task that may already have told the study;
     `resume` then runs that slot again. It must get the finished trial back, not a second training and
-    a second COMPLETE trial (what the fresh-clone CI once caught in test_tune_flow)."""
+    a second COMPLETE trial (what the fresh-clone CI once caught in test_tune_flow), and finish the
+    trial's MLflow child run the stopped task left RUNNING, not add a second one (caught there next)."""
     from textclf.config import to_dict
+    from textclf.registry.tracking import experiment
     from textclf.tuning.study import run_trial
+    from textclf.tuning.tracking import start_parent_run
 
-    cfg = compose("tune: {sampler: grid, space: [], recipes: {a: {}, b: {train.fgm: 0.1}}}", overrides=["model=tiny"])
+    cfg = compose("tune: {sampler: grid, space: [], recipes: {a: {}, b: {train.fgm: 0.1}}}",
+                  overrides=["model=tiny", f"registry.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"])
     ref, space = {"storage": f"sqlite:///{tmp_path / 'study.db'}", "name": "resumed"}, search_space(cfg)
     study = load_study(ref, cfg.tune, space, seed=0)
     trial = study.ask(space)
     result = {"number": trial.number, "slot": 0, "params": dict(trial.params), "value": 0.9, "std": 0.0,
-              "metric": "accuracy", "seeds": [{"seed": 42, "value": 0.9, "best_epoch": 1, "model": "m"}]}
+              "metric": "accuracy", "seeds": [{"seed": 42, "value": 0.9, "best_epoch": 1, "model": "m",
+                                               "history": [{"epoch": 1, "val_accuracy": 0.9}]}]}
     trial.set_user_attr("slot", 0)
     trial.set_user_attr("result", result)
     study.tell(trial, 0.9)
+    parent = start_parent_run(cfg, "study")
+    c, experiment_id = experiment(cfg.registry)
+    c.create_run(experiment_id, tags={"mlflow.parentRunId": parent, "textclf.trial": str(trial.number)})  # stopped
     no_data = {"shards": {}}  # a training would fail on it
-    assert run_trial(to_dict(cfg), ref, no_data, "1", 0, None) == result
+    for _ in range(2):  # and a second resume changes nothing
+        assert run_trial(to_dict(cfg), ref, no_data, "1", 0, parent) == result
     trials = load_study(ref, cfg.tune, space, seed=0).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE]
+    children = c.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.info.status for r in children] == ["FINISHED"]
+    assert children[0].data.metrics == {"best_val_accuracy": 0.9, "best_val_accuracy_std": 0.0,
+                                        "best_val_accuracy_by_seed": 0.9, "val_accuracy": 0.9}
 
 
 def test_the_rig_makes_the_test_split_unreadable_to_a_step_before_final(tmp_path):

@@ -106,6 +106,7 @@ def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str,
     finished = _earlier_attempt(study, slot)
     if finished is not None:
         print(f"trial {finished['number']} (slot {slot}) finished before this resume: not trained again", flush=True)
+        log_trial(cfg, parent_run, finished["number"], finished["params"], finished)  # if its task was stopped first
         return finished
     trial = study.ask(space)
     trial.set_user_attr("slot", slot)
@@ -119,18 +120,18 @@ def run_trial(cfg_dict: dict[str, Any], ref: dict[str, str], manifest: dict[str,
                    for i in range(cfg.tune.seeds)]
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
-        log_trial(cfg, parent_run, trial.number, params, [])
+        log_trial(cfg, parent_run, trial.number, params, None)
         raise
     scores = spread([r["best_val"] for r in records])
     result = {"number": trial.number, "slot": slot, "params": params, "value": scores["mean"], "std": scores["std"],
               "metric": records[0]["selection_metric"],
-              "seeds": [{"seed": r["seed"], "value": r["best_val"], "best_epoch": r["best_epoch"], "model": r["model"]}
-                        for r in records]}
+              "seeds": [{"seed": r["seed"], "value": r["best_val"], "best_epoch": r["best_epoch"], "model": r["model"],
+                         "history": r["history"]} for r in records]}
     trial.set_user_attr("val_scores", scores["scores"])
     trial.set_user_attr("val_std", scores["std"])
     trial.set_user_attr("result", result)  # what a resume returns for this slot instead of training it again
     study.tell(trial, scores["mean"])
-    log_trial(cfg, parent_run, trial.number, params, records)
+    log_trial(cfg, parent_run, trial.number, params, result)
     return result
 
 

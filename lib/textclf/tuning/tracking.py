@@ -9,7 +9,6 @@ import optuna
 
 from textclf.config import TextclfConfig, to_dict
 from textclf.registry.tracking import client, experiment
-from textclf.tuning.seeds import spread
 
 
 def start_parent_run(cfg: TextclfConfig, name: str) -> str:
@@ -24,30 +23,36 @@ def start_parent_run(cfg: TextclfConfig, name: str) -> str:
 
 
 def log_trial(cfg: TextclfConfig, parent: str | None, number: int, params: dict[str, Any],
-              records: list[dict[str, Any]]) -> None:
-    """A child run: the mean validation score the trial told, its std, each seed's at step = seed,
-    and the validation curves (prefixed `seed<s>_` when it trained more than once); no records: FAILED."""
+              result: dict[str, Any] | None) -> None:
+    """The trial's child run: the mean validation score it told (`result`, `run_trial`'s), its std,
+    each seed's at step = seed, and the validation curves (prefixed `seed<s>_` when it trained more
+    than once); no result: FAILED. Once per trial: a resumed slot whose trial had finished logs it
+    again, and the child its stopped task may have left unfinished is completed, not doubled."""
     from mlflow.entities import Metric, Param
 
     if parent is None:
         return
     c, experiment_id = experiment(cfg.registry)
-    run = c.create_run(experiment_id, run_name=f"trial-{number:03d}",
-                       tags={"mlflow.parentRunId": parent, "textclf.trial": str(number)})
+    found = c.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}' "
+                                                         f"and tags.`textclf.trial` = '{number}'")
+    if any(r.info.status == "FINISHED" for r in found):
+        return
+    run_id = found[0].info.run_id if found else c.create_run(
+        experiment_id, run_name=f"trial-{number:03d}", tags={"mlflow.parentRunId": parent, "textclf.trial": str(number)}
+    ).info.run_id
     now = int(time.time() * 1000)
     metrics = []
-    if records:
-        name = f"best_val_{records[0]['selection_metric']}"
-        scores = spread([r["best_val"] for r in records])
-        metrics += [Metric(name, scores["mean"], now, 0), Metric(f"{name}_std", scores["std"], now, 0)]
-        for record in records:
-            metrics.append(Metric(f"{name}_by_seed", record["best_val"], now, record["seed"]))
-            prefix = f"seed{record['seed']}_" if len(records) > 1 else ""
-            for epoch in record["history"]:
+    if result:
+        name = f"best_val_{result['metric']}"
+        metrics += [Metric(name, result["value"], now, 0), Metric(f"{name}_std", result["std"], now, 0)]
+        for seed in result["seeds"]:
+            metrics.append(Metric(f"{name}_by_seed", seed["value"], now, seed["seed"]))
+            prefix = f"seed{seed['seed']}_" if len(result["seeds"]) > 1 else ""
+            for epoch in seed["history"]:
                 metrics += [Metric(prefix + k, float(v), now, epoch["epoch"]) for k, v in epoch.items()
                             if k.startswith("val_") and isinstance(v, (int, float)) and math.isfinite(v)]
-    c.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()], metrics=metrics)
-    c.set_terminated(run.info.run_id, "FINISHED" if records else "FAILED")
+    c.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()], metrics=metrics)
+    c.set_terminated(run_id, "FINISHED" if result else "FAILED")
 
 
 def _spread_metrics(name: str, scores: dict[str, Any], now: int) -> list:
