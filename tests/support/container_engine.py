@@ -70,7 +70,12 @@ def ensure_engine(timeout: float = 60) -> None:
 
 
 def image_exists(tag: str) -> bool:
-    return docker("image", "inspect", tag, check=False).returncode == 0
+    return image_id(tag) is not None
+
+
+def image_id(tag: str) -> str | None:
+    done = docker("image", "inspect", "--format", "{{.Id}}", tag, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def _pip_settings() -> dict[str, str]:
@@ -123,12 +128,16 @@ def base_image() -> str:
 
 def project_image(log: Path | None = None) -> str:
     """The project's own Dockerfile on the local base, classic builder (BuildKit would pull its
-    frontend). Docker's layer cache makes an unchanged rebuild take seconds."""
+    frontend). Docker's layer cache makes an unchanged rebuild take seconds. The image a changed
+    tree's build replaces is removed: untagged, each left 3 GB behind, and repeated runs filled the disk."""
     base = base_image()
     tag = f"{IMAGE_REPO}:latest"
+    before = image_id(tag)
     with (log or WORK / "build.log").open("w") as out:
         done = subprocess.run(["docker", "build", "--build-arg", f"CUDA_IMAGE={base}", "-t", tag, str(ROOT)],
                               env={**os.environ, "DOCKER_BUILDKIT": "0"}, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise RuntimeError(f"docker build failed; see {log or WORK / 'build.log'}")
+    if before not in (None, image_id(tag)):
+        docker("rmi", before, check=False)  # kept while a container still uses it
     return tag
